@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .errors import NoDepthwiseError
 from .preprocess import degenerate_mask
 
 #: Columns of the kernel database, in order. `kernel` holds the raw weights (row-major kh×kw).
@@ -80,7 +81,7 @@ def kernel_table(layers: list[ConvLayer], model: str, weights_tag: str, source: 
     """
     dw = depthwise_layers(layers)
     if not dw:
-        raise ValueError(
+        raise NoDepthwiseError(
             f"model {model!r} ({weights_tag}) has no depthwise convolution "
             "(groups == in_channels > 1); nothing to extract"
         )
