@@ -1,0 +1,163 @@
+"""The paper's autoencoder: architecture, loss, training, determinism, save/load."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from kernels_lib.autoencoder import (
+    BASIS_FILE, CONFIG_FILE, PROVENANCE_FILE, WEIGHTS_FILE, Autoencoder, KernelAutoencoder, cosine_loss, train,
+)
+from kernels_lib.errors import CorruptFileError
+from kernels_lib.preprocess import prepare
+
+SMALL = (64, 32, 16, 8)
+
+
+def _three_patterns(n_per_class=300, k=5, noise=0.3, seed=0):
+    """Blob, inverted blob and a horizontal ramp, with Gaussian noise: three well separated shapes."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:k, :k] - (k - 1) / 2
+    blob = np.exp(-(x**2 + y**2) / 2.0)
+    templates = np.stack([blob, -blob, x / np.abs(x).max()])
+    templates = templates - templates.mean(axis=(1, 2), keepdims=True)
+    templates /= np.linalg.norm(templates.reshape(3, -1), axis=1)[:, None, None]
+    labels = np.repeat(np.arange(3), n_per_class)
+    kernels = templates[labels] + noise / k * rng.normal(size=(len(labels), k, k))
+    return kernels, labels, templates
+
+
+@pytest.fixture(scope="module")
+def trained():
+    kernels, labels, templates = _three_patterns()
+    ae = train(kernels, hidden=SMALL, lr=3e-3, batch_size=32, max_epochs=40, patience=4,
+               seed=3, device="cpu", progress=False, corpus="three synthetic patterns")
+    return ae, kernels, labels, templates
+
+
+def test_architecture_matches_the_paper():
+    """Four hidden layers with LeakyReLU, 1-D sigmoid code, mirrored decoder ending in tanh."""
+    m = KernelAutoencoder(48, (512, 256, 128, 64))
+    enc = [type(l) for l in m.encoder]
+    dec = [type(l) for l in m.decoder]
+    assert enc == [nn.Linear, nn.LeakyReLU] * 4 + [nn.Linear, nn.Sigmoid]
+    assert dec == [nn.Linear, nn.LeakyReLU] * 4 + [nn.Linear, nn.Tanh]
+    enc_shapes = [tuple(l.weight.shape) for l in m.encoder if isinstance(l, nn.Linear)]
+    dec_shapes = [tuple(l.weight.shape) for l in m.decoder if isinstance(l, nn.Linear)]
+    assert enc_shapes == [(512, 48), (256, 512), (128, 256), (64, 128), (1, 64)]
+    assert dec_shapes == [(64, 1), (128, 64), (256, 128), (512, 256), (48, 512)]
+    z = m.encode(torch.randn(10, 48))
+    assert z.shape == (10,) and bool(((z >= 0) & (z <= 1)).all())
+    out = m.decode(torch.linspace(0, 1, 7))
+    assert out.shape == (7, 48) and bool((out.abs() <= 1).all())
+
+
+def test_loss_is_the_centred_cosine_in_kernel_space():
+    """Cosine in hyperplane coordinates equals the mean-centred cosine of the raw kernels."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(50, 7, 7)) + 3.0   # offsets must not matter
+    b = rng.normal(size=(50, 7, 7)) - 1.0
+    ca = a.reshape(50, -1) - a.reshape(50, -1).mean(1, keepdims=True)
+    cb = b.reshape(50, -1) - b.reshape(50, -1).mean(1, keepdims=True)
+    expected = 1 - np.mean(np.sum(ca * cb, 1) / np.linalg.norm(ca, axis=1) / np.linalg.norm(cb, axis=1))
+    got = cosine_loss(torch.as_tensor(prepare(a).coords), 2.5 * torch.as_tensor(prepare(b).coords))
+    assert float(got) == pytest.approx(expected, abs=1e-12)
+    assert float(cosine_loss(torch.as_tensor(prepare(a).coords), torch.as_tensor(prepare(-a).coords))) == pytest.approx(2.0)
+
+
+def test_training_separates_patterns_and_decodes_them(trained):
+    """Each pattern owns its own code range, and decoding there gives the pattern back."""
+    ae, kernels, labels, templates = trained
+    codes = ae.encode(kernels)
+    ranges = sorted((codes[labels == c].min(), codes[labels == c].max(), c) for c in range(3))
+    for (lo1, hi1, _), (lo2, hi2, _) in zip(ranges, ranges[1:]):
+        assert hi1 < lo2, f"code ranges overlap: {ranges}"
+    for c in range(3):
+        decoded = ae.decode([np.median(codes[labels == c])])[0]
+        assert float(np.sum(decoded * templates[c])) > 0.95
+    assert ae.provenance["final_loss"] < 0.1
+    assert ae.provenance["final_loss"] == min(ae.provenance["loss_history"])
+
+
+def test_decode_gives_centred_unit_kernels(trained):
+    ae = trained[0]
+    out = ae.decode(np.linspace(0, 1, 11))
+    assert out.shape == (11, 5, 5)
+    flat = out.reshape(11, -1)
+    np.testing.assert_allclose(flat.sum(1), 0, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(flat, axis=1), 1, atol=1e-9)
+    with pytest.raises(ValueError, match="finite"):
+        ae.decode([0.5, np.nan])
+
+
+def test_same_seed_same_weights_other_seed_differs():
+    kernels, _, _ = _three_patterns(n_per_class=50)
+    kw = dict(hidden=SMALL, lr=1e-3, batch_size=32, max_epochs=3, device="cpu", progress=False)
+    a, b, c = train(kernels, seed=5, **kw), train(kernels, seed=5, **kw), train(kernels, seed=6, **kw)
+    for (name, wa), wb, wc in zip(a.module.state_dict().items(), b.module.state_dict().values(),
+                                  c.module.state_dict().values()):
+        assert torch.equal(wa, wb), name
+    assert not all(torch.equal(x, y) for x, y in zip(a.module.state_dict().values(), c.module.state_dict().values()))
+    assert a.provenance["loss_history"] == b.provenance["loss_history"]
+
+
+def test_degenerate_kernels_are_excluded_and_counted():
+    kernels, _, _ = _three_patterns(n_per_class=40)
+    bad = np.stack([np.zeros((5, 5)), np.full((5, 5), 2.0), np.full((5, 5), np.nan)])
+    ae = train(np.concatenate([kernels, bad]), hidden=SMALL, max_epochs=2, device="cpu", progress=False)
+    p = ae.provenance
+    assert (p["n_kernels"], p["n_used"], p["n_degenerate_excluded"]) == (123, 120, 3)
+    assert np.isfinite(p["loss_history"]).all()
+    with pytest.raises(ValueError, match="3 of 4 kernels are degenerate"):
+        ae.encode(np.concatenate([kernels[:1], bad]))
+    with pytest.raises(ValueError, match=r"\[N, 5, 5\]"):
+        ae.encode(np.zeros((2, 7, 7)))
+
+
+def test_plateau_stops_training_and_keeps_the_best_epoch():
+    kernels, _, _ = _three_patterns(n_per_class=40)
+    ae = train(kernels, hidden=SMALL, max_epochs=50, patience=2, min_delta=10.0, device="cpu", progress=False)
+    # Epoch 1 improves on "nothing yet"; no later epoch can improve by 10: stop after 1 + patience.
+    assert ae.provenance["epochs_run"] == 3 and ae.provenance["best_epoch"] == 1
+
+
+def test_bad_training_arguments_are_refused():
+    kernels, _, _ = _three_patterns(n_per_class=5)
+    with pytest.raises(ValueError, match="at least 2 non-degenerate"):
+        train(np.zeros((10, 5, 5)), progress=False)
+    with pytest.raises(ValueError, match="positive"):
+        train(kernels, lr=0, progress=False)
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    ae = trained[0]
+    target = ae.save(tmp_path / "ae5")
+    assert sorted(p.name for p in target.iterdir()) == sorted([WEIGHTS_FILE, CONFIG_FILE, BASIS_FILE, PROVENANCE_FILE])
+    assert [p.name for p in tmp_path.iterdir()] == ["ae5"]           # no temporary left behind
+    back = Autoencoder.load(target, device="cpu")
+    codes = np.linspace(0, 1, 25)
+    np.testing.assert_array_equal(back.decode(codes), ae.decode(codes))
+    np.testing.assert_array_equal(back.encode(trained[1][:20]), ae.encode(trained[1][:20]))
+    prov = json.loads((target / PROVENANCE_FILE).read_text())
+    for key in ("corpus", "n_kernels", "n_degenerate_excluded", "seed", "epochs_run", "final_loss", "torch_version"):
+        assert key in prov
+    assert prov["corpus"] == "three synthetic patterns" and back.provenance == prov
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        ae.save(target)
+    (target / "labels.yaml").write_text("intervals: []\n")
+    ae.save(target, overwrite=True)
+    assert not (target / "labels.yaml").exists()                      # labels of the old spectrum go
+    assert [p.name for p in tmp_path.iterdir()] == ["ae5"]
+
+
+def test_load_names_the_bad_file(trained, tmp_path):
+    target = trained[0].save(tmp_path / "ae")
+    (target / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CorruptFileError, match=WEIGHTS_FILE):
+        Autoencoder.load(target)
+    (target / CONFIG_FILE).unlink()
+    with pytest.raises(CorruptFileError, match=f"{CONFIG_FILE} is missing"):
+        Autoencoder.load(target)
+    with pytest.raises(FileNotFoundError, match="train one"):
+        Autoencoder.load(tmp_path / "nothing")
