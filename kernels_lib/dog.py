@@ -1,0 +1,483 @@
+"""The DoG family of the paper: analytic templates and a synthetic labelled kernel bank.
+
+The clusters the paper finds in trained depthwise kernels (§4.2, §5, Figures 1, 12, 13) are the
+difference of Gaussians DoG = G(σ1) − w·G(σ2) (σ2 > σ1, normalised Gaussians, so the centre is
+positive: "On-centre"), its negative ("Off-centre"), their first derivatives ∂x, ∂y (4 classes)
+and second derivatives ∂xx, ∂yy, ∂xy (6 classes), the cross ±(exp(−x²/2σ²) + exp(−y²/2σ²))
+(Appendix B) and, in 5×5 kernels, the On/Off square: a solid block that contains the centre
+pixel and extends towards the upper-left or bottom-right corner (Appendix D).
+
+Coordinates follow the array/image convention so that a kernel displays as it is evaluated:
+x is the column offset from the kernel centre (positive to the right), y the row offset
+(positive downwards), in pixels. "Upper-left" therefore means x < 0 and y < 0.
+
+Uses: `evaluate` draws any class on any grid (k×k kernels, fine grids for the 3-D plots of
+Figure 1); `template_bank` + `nearest_template` label kernels by their closest analytic template
+(mean-centred cosine, as in the paper's loss); `synthetic_bank` is the ground truth against
+which the whole clustering method is tested; `random_kernels` is the i.i.d. control.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .preprocess import centre_normalise, degenerate_mask
+
+#: Fine class names, in display order. "on-dx" is ∂x(DoG), "off-dx" is ∂x(−DoG), and so on.
+CLASSES: tuple[str, ...] = (
+    "on", "off",
+    "on-cross", "off-cross",
+    "on-dx", "off-dx", "on-dy", "off-dy",
+    "on-dxx", "off-dxx", "on-dyy", "off-dyy", "on-dxy", "off-dxy",
+    "on-square", "off-square",
+)
+OTHER = "other"
+#: Merged class names (the paper's plots merge the derivative sub-types), in display order.
+MERGED_CLASSES: tuple[str, ...] = (
+    "on", "off", "on-cross", "off-cross", "1st-derivative", "2nd-derivative",
+    "on-square", "off-square", OTHER,
+)
+_DERIVATIVE = {"dx": (1, 0), "dy": (0, 1), "dxx": (2, 0), "dyy": (0, 2), "dxy": (1, 1)}
+CORNERS = ("upper-left", "bottom-right")
+#: Smallest centre σ (px) at which point-sampled DoG derivatives keep their shape.
+SIGMA_MIN = 0.6
+
+#: Default class frequencies of `synthetic_bank`, after the paper's proportions (Figures 7, 8):
+#: On/Off-centre most common, then crosses and first derivatives, few second derivatives;
+#: squares only in 5×5 kernels, where they are rare (one layer of EfficientNet-B4).
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "on": 0.25, "off": 0.20, "on-cross": 0.10, "off-cross": 0.10,
+    "1st-derivative": 0.24, "2nd-derivative": 0.06, "on-square": 0.025, "off-square": 0.025,
+}
+
+
+def merge_class(name: str) -> str:
+    """Merged class of a fine class name (idempotent on merged names)."""
+    if name in MERGED_CLASSES:
+        return name
+    if name not in CLASSES:
+        raise ValueError(f"unknown class {name!r}; known: {', '.join(CLASSES + (OTHER,))}")
+    derivative = name.split("-", 1)[1]
+    if derivative in _DERIVATIVE:
+        return "1st-derivative" if sum(_DERIVATIVE[derivative]) == 1 else "2nd-derivative"
+    return name
+
+
+def _fine_members(name: str) -> list[str]:
+    """Fine classes that a (fine or merged) name stands for."""
+    if name == OTHER or name in CLASSES:
+        return [name]
+    members = [c for c in CLASSES if merge_class(c) == name]
+    if not members:
+        raise ValueError(f"unknown class {name!r}; known: {', '.join(CLASSES + MERGED_CLASSES)}")
+    return members
+
+
+# --------------------------------------------------------------------------------------------
+# Grids and analytic functions
+# --------------------------------------------------------------------------------------------
+
+def kernel_grid(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (x, y), each [k, k], of a k×k kernel, origin at its centre."""
+    if int(k) != k or k < 2:
+        raise ValueError(f"kernel size must be an integer >= 2, got {k!r}")
+    c = np.arange(k, dtype=np.float64) - (k - 1) / 2.0
+    y, x = np.meshgrid(c, c, indexing="ij")
+    return x, y
+
+
+def fine_grid(k: int, n: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """An n×n grid over the same extent as a k×k kernel, for smooth 3-D surface plots."""
+    half = (k - 1) / 2.0
+    c = np.linspace(-half, half, n)
+    y, x = np.meshgrid(c, c, indexing="ij")
+    return x, y
+
+
+def _gaussian_derivative(x, y, sigma, order: tuple[int, int]):
+    """∂ˣ∂ʸ of the normalised 2-D Gaussian G(σ) = exp(−r²/2σ²)/(2πσ²), orders up to 2."""
+    s2 = sigma * sigma
+    g = np.exp(-(x * x + y * y) / (2.0 * s2)) / (2.0 * np.pi * s2)
+    factor = {
+        (0, 0): 1.0,
+        (1, 0): -x / s2,
+        (0, 1): -y / s2,
+        (2, 0): (x * x / s2 - 1.0) / s2,
+        (0, 2): (y * y / s2 - 1.0) / s2,
+        (1, 1): x * y / (s2 * s2),
+    }[order]
+    return factor * g
+
+
+def _square(x, y, side, direction, edge):
+    """Soft indicator of a side×side block that contains the centre pixel and extends
+    towards the upper-left (direction −1) or bottom-right (+1) corner; `edge` is the width
+    of its logistic border in pixels (0.1 ≈ a hard block on the pixel grid)."""
+    centre = direction * (side - 1.0) / 2.0
+    half = side / 2.0
+
+    def inside(u):
+        return 0.5 * (1.0 + np.tanh((half - np.abs(u - centre)) / (2.0 * edge)))
+
+    return inside(x) * inside(y)
+
+
+def evaluate(
+    cls: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    sigma=1.0,
+    ratio=2.0,
+    surround=1.0,
+    cross_sigma=0.6,
+    side=3.0,
+    corner: str = "upper-left",
+    edge=0.1,
+    shift=(0.0, 0.0),
+    amplitude=1.0,
+) -> np.ndarray:
+    """Value of class `cls` at coordinates (x, y); parameters broadcast against the grid.
+
+    DoG family (on, off and their derivatives): DoG = G(sigma) − surround·G(ratio·sigma).
+    Cross: ±(exp(−x²/2·cross_sigma²) + exp(−y²/2·cross_sigma²)). Square: ±block of `side`
+    pixels towards `corner` with border width `edge`. `shift` = (dx, dy) moves the pattern's
+    centre by sub-pixel amounts; `amplitude` scales it. Values are raw (not centred).
+    """
+    if cls not in CLASSES:
+        raise ValueError(f"cannot evaluate class {cls!r}; analytic classes: {', '.join(CLASSES)}")
+    polarity, kind = cls.split("-", 1) if "-" in cls else (cls, "")
+    sign = 1.0 if polarity == "on" else -1.0
+    u = np.asarray(x, dtype=np.float64) - shift[0]
+    v = np.asarray(y, dtype=np.float64) - shift[1]
+    if kind == "cross":
+        if np.any(np.asarray(cross_sigma) <= 0):
+            raise ValueError(f"cross_sigma must be > 0, got {cross_sigma}")
+        s2 = 2.0 * np.asarray(cross_sigma, dtype=np.float64) ** 2
+        value = np.exp(-u * u / s2) + np.exp(-v * v / s2)
+    elif kind == "square":
+        if corner not in CORNERS:
+            raise ValueError(f"corner must be one of {CORNERS}, got {corner!r}")
+        if np.any(np.asarray(side) <= 0) or np.any(np.asarray(edge) <= 0):
+            raise ValueError(f"square side and edge must be > 0, got side={side}, edge={edge}")
+        value = _square(u, v, np.asarray(side, dtype=np.float64), -1.0 if corner == "upper-left" else 1.0, edge)
+    else:
+        if np.any(np.asarray(sigma) <= 0) or np.any(np.asarray(ratio) <= 1):
+            raise ValueError(f"need sigma > 0 and ratio = sigma2/sigma1 > 1, got sigma={sigma}, ratio={ratio}")
+        order = _DERIVATIVE[kind] if kind else (0, 0)
+        s1 = np.asarray(sigma, dtype=np.float64)
+        value = _gaussian_derivative(u, v, s1, order) - surround * _gaussian_derivative(u, v, s1 * ratio, order)
+    return sign * amplitude * value
+
+
+def default_sigma_range(k: int) -> tuple[float, float]:
+    """Centre σ (px) of the DoG family on a k×k grid: 0.6 px up to 1.5 px scaled by k/7.
+
+    Below ~0.6 px a point-sampled Gaussian aliases: its derivatives collapse onto one or two
+    pixels and a shifted ∂y DoG looks like a DoG, so the classes stop being distinguishable.
+    """
+    return SIGMA_MIN, max(SIGMA_MIN, 1.5 * k / 7.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Template bank and nearest-template labelling
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TemplateBank:
+    """Analytic templates on a k×k grid, each centred and of unit length, with their labels."""
+
+    kernels: np.ndarray          # [T, k, k] float64, centred, unit length
+    classes: list[str]           # fine class of each template
+    merged: list[str]            # merged class of each template
+    params: pd.DataFrame         # one row per template: the parameters that drew it
+
+    @property
+    def k(self) -> int:
+        return int(self.kernels.shape[1])
+
+
+def template_bank(
+    k: int,
+    sigmas: tuple[float, ...] | None = None,
+    ratios: tuple[float, ...] = (1.6, 2.0, 3.0),
+    cross_sigmas: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7, 0.8),
+    squares: bool | None = None,
+    square_sides: tuple[float, ...] = (2.0, 3.0),
+    shifts: tuple[float, ...] = (-0.2, 0.0, 0.2),
+) -> TemplateBank:
+    """Several templates per class so that nearest-template matching is robust to σ.
+
+    `sigmas` (centre σ of the DoG family) default to 5 values over `default_sigma_range(k)`; `cross_sigmas`
+    follow Appendix B (0.4–0.8 px on 7×7). Squares are included where they occur (k == 5)
+    unless `squares` says otherwise. Every pattern is also drawn shifted by each (dx, dy) in
+    `shifts`², since trained patterns sit off-centre by fractions of a pixel: with the default
+    9 shifts a clean synthetic kernel finds a template with cosine > 0.9 instead of ~0.6 for
+    narrow shifted derivatives; `shifts=(0.0,)` gives a bank 9× smaller and faster to match.
+    """
+    x, y = kernel_grid(k)
+    if sigmas is None:
+        sigmas = tuple(np.linspace(*default_sigma_range(k), 5))
+    if squares is None:
+        squares = k == 5
+    rows: list[dict] = []
+    kernels = []
+    for cls in CLASSES:
+        kind = cls.split("-", 1)[1] if "-" in cls else ""
+        if kind == "cross":
+            variants = [{"cross_sigma": s} for s in cross_sigmas]
+        elif kind == "square":
+            if not squares:
+                continue
+            variants = [{"side": s, "corner": c} for s in square_sides if s < k for c in CORNERS]
+        else:
+            variants = [{"sigma": s, "ratio": r} for s in sigmas for r in ratios]
+        for v in variants:
+            for sy in shifts:
+                for sx in shifts:
+                    kernels.append(evaluate(cls, x, y, shift=(sx, sy), **v))
+                    rows.append({"class": cls, **v, "shift_x": sx, "shift_y": sy})
+    raw = np.stack(kernels)
+    bad = degenerate_mask(raw)
+    if bad.any():
+        which = [rows[i] for i in np.flatnonzero(bad)]
+        raise ValueError(f"templates constant on a {k}×{k} grid (choose other parameters): {which}")
+    unit = centre_normalise(raw).reshape(raw.shape)
+    classes = [r["class"] for r in rows]
+    return TemplateBank(
+        kernels=unit,
+        classes=classes,
+        merged=[merge_class(c) for c in classes],
+        params=pd.DataFrame(rows),
+    )
+
+
+#: Entries of the kernels × templates similarity block computed at once (128 MB of float64).
+_MATCH_BLOCK = 1 << 24
+
+
+@dataclass(frozen=True)
+class TemplateMatch:
+    """Nearest template of each kernel. Degenerate kernels (constant, all zero, NaN/inf) get
+    class "other", cosine 0, index −1 and `degenerate` True; kernels whose best cosine is below
+    `min_cosine` get class "other" with their true cosine and index. Unpacks as (classes, cosine)."""
+
+    classes: np.ndarray          # [N] fine class names (str)
+    merged: np.ndarray           # [N] merged class names (str)
+    cosine: np.ndarray           # [N] float64 mean-centred cosine with the nearest template
+    index: np.ndarray            # [N] int, row of the nearest template in the bank, −1 if degenerate
+    degenerate: np.ndarray       # [N] bool
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.classes, self.cosine))
+
+
+def nearest_template(
+    kernels: np.ndarray,
+    bank: TemplateBank,
+    min_cosine: float | None = None,
+) -> TemplateMatch:
+    """Label kernels [N, k, k] by their nearest template (largest mean-centred cosine)."""
+    arr = np.asarray(kernels)
+    if arr.ndim != 3 or arr.shape[1:] != bank.kernels.shape[1:]:
+        raise ValueError(
+            f"kernels must have shape [N, {bank.k}, {bank.k}] to match the bank, got {arr.shape}; "
+            f"build a bank with template_bank({arr.shape[-1] if arr.ndim else '?'})"
+        )
+    n = arr.shape[0]
+    flat = arr.reshape(n, -1)
+    bad = degenerate_mask(flat)
+    templates = bank.kernels.reshape(len(bank.classes), -1)
+    index = np.full(n, -1, dtype=np.int64)
+    cosine = np.zeros(n, dtype=np.float64)
+    good = np.flatnonzero(~bad)
+    chunk = max(1, _MATCH_BLOCK // len(templates))  # bounds the [chunk, T] similarity block
+    for start in range(0, len(good), chunk):
+        rows = good[start:start + chunk]
+        sims = centre_normalise(flat[rows]) @ templates.T
+        best = sims.argmax(axis=1)
+        index[rows] = best
+        cosine[rows] = sims[np.arange(len(rows)), best]
+    names = np.array(bank.classes + [OTHER], dtype=object)
+    classes = names[index]  # index −1 picks "other"
+    if min_cosine is not None:
+        classes = np.where(cosine < min_cosine, OTHER, classes)
+    classes = classes.astype(str)
+    merged = np.array([merge_class(c) for c in classes], dtype=str)
+    return TemplateMatch(classes=classes, merged=merged, cosine=cosine, index=index, degenerate=bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic labelled bank and the random control
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SyntheticBank:
+    """Synthetic labelled kernels: the ground truth of the clustering method.
+
+    `clean` holds the noise-free kernels, `params` one row per kernel with every parameter
+    that drew it (NaN where a parameter does not apply to the class). Unpacks as
+    (kernels, classes).
+    """
+
+    kernels: np.ndarray          # [n, k, k] float32, clean + noise
+    classes: np.ndarray          # [n] fine class names (str)
+    merged: np.ndarray           # [n] merged class names (str)
+    clean: np.ndarray            # [n, k, k] float32, noise-free
+    params: pd.DataFrame
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.kernels, self.classes))
+
+
+def _class_probabilities(k: int, class_weights: Mapping[str, float] | None) -> tuple[list[str], np.ndarray]:
+    """Fine classes and their probabilities; merged names share their weight equally."""
+    if class_weights is None:
+        class_weights = {c: w for c, w in DEFAULT_WEIGHTS.items() if k == 5 or "square" not in c}
+    fine: dict[str, float] = {}
+    for name, w in class_weights.items():
+        w = float(w)
+        if not np.isfinite(w) or w < 0:
+            raise ValueError(f"class weight of {name!r} must be finite and >= 0, got {w}")
+        members = _fine_members(name)
+        for m in members:
+            fine[m] = fine.get(m, 0.0) + w / len(members)
+    total = sum(fine.values())
+    if total <= 0:
+        raise ValueError(f"class weights must not all be zero: {dict(class_weights)}")
+    names = list(fine)
+    return names, np.array([fine[c] for c in names]) / total
+
+
+def _centred_rms(x: np.ndarray) -> np.ndarray:
+    """RMS of each kernel [n, k, k] after subtracting its mean."""
+    flat = x.reshape(x.shape[0], -1)
+    return np.sqrt(((flat - flat.mean(axis=1, keepdims=True)) ** 2).mean(axis=1))
+
+
+def synthetic_bank(
+    k: int,
+    n: int,
+    snr: float | tuple[float, float] = 4.0,
+    class_weights: Mapping[str, float] | None = None,
+    seed: int = 0,
+    *,
+    sigma_range: tuple[float, float] | None = None,
+    ratio_range: tuple[float, float] = (1.5, 3.0),
+    surround_range: tuple[float, float] = (0.7, 1.0),
+    cross_sigma_range: tuple[float, float] = (0.4, 0.8),
+    square_sides: tuple[float, ...] = (2.0, 3.0),
+    edge_range: tuple[float, float] = (0.05, 0.25),
+    max_shift: float = 0.3,
+    amplitude_range: tuple[float, float] = (0.02, 0.5),
+) -> SyntheticBank:
+    """n labelled k×k kernels drawn from the DoG family with Gaussian noise, reproducibly.
+
+    Per kernel: class by `class_weights` (fine or merged names, or "other" for i.i.d. Gaussian
+    kernels; default after the paper's proportions), σ1 in `sigma_range` (default
+    `default_sigma_range(k)`), σ2/σ1 in `ratio_range`, surround weight, cross σ, square side/corner/edge,
+    a sub-pixel shift in [−max_shift, max_shift]², and an amplitude (log-uniform) that is the
+    RMS of the centred clean kernel. Noise σ = amplitude / snr, so snr is the ratio of centred
+    signal RMS to noise σ; a (lo, hi) pair draws it log-uniformly per kernel; inf means no noise.
+    """
+    if int(n) != n or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    x, y = kernel_grid(k)
+    if sigma_range is None:
+        sigma_range = default_sigma_range(k)
+    names, p = _class_probabilities(k, class_weights)
+    rng = np.random.default_rng(seed)
+
+    def uniform(lo_hi, size):
+        return rng.uniform(lo_hi[0], lo_hi[1], size)
+
+    def log_uniform(lo_hi, size):
+        if lo_hi[0] <= 0 or lo_hi[1] < lo_hi[0]:
+            raise ValueError(f"log-uniform range needs 0 < lo <= hi, got {lo_hi}")
+        return np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]), size))
+
+    labels = np.array(names, dtype=object)[rng.choice(len(names), size=n, p=p)] if n else np.array([], dtype=object)
+    params = pd.DataFrame({
+        "class": labels.astype(str),
+        "sigma": uniform(sigma_range, n),
+        "ratio": uniform(ratio_range, n),
+        "surround": uniform(surround_range, n),
+        "cross_sigma": uniform(cross_sigma_range, n),
+        "side": rng.choice(np.asarray(square_sides, dtype=np.float64), size=n),
+        "corner": np.array(CORNERS, dtype=object)[rng.integers(0, 2, n)],
+        "edge": uniform(edge_range, n),
+        "shift_x": uniform((-max_shift, max_shift), n),
+        "shift_y": uniform((-max_shift, max_shift), n),
+        "amplitude": log_uniform(amplitude_range, n),
+        "snr": (np.full(n, float(snr)) if np.isscalar(snr) else log_uniform(snr, n)),
+    })
+    if np.any(params["snr"] <= 0):
+        raise ValueError(f"snr must be > 0 (inf for no noise), got {snr}")
+    noise_unit = rng.standard_normal((n, k, k))
+    other_unit = rng.standard_normal((n, k, k))
+
+    clean = np.empty((n, k, k), dtype=np.float64)
+    labels_arr = params["class"].to_numpy()
+    corners = params["corner"].to_numpy()
+    for cls in names:
+        for corner in (CORNERS if "square" in cls else CORNERS[:1]):
+            mask = labels_arr == cls
+            if "square" in cls:
+                mask &= corners == corner
+            rows = np.flatnonzero(mask)
+            if not len(rows):
+                continue
+            if cls == OTHER:
+                clean[rows] = other_unit[rows]
+                continue
+            col = {c: params[c].to_numpy()[rows, None, None] for c in params.columns if c not in ("class", "corner")}
+            clean[rows] = evaluate(
+                cls, x, y, sigma=col["sigma"], ratio=col["ratio"], surround=col["surround"],
+                cross_sigma=col["cross_sigma"], side=col["side"], corner=corner, edge=col["edge"],
+                shift=(col["shift_x"], col["shift_y"]),
+            )
+    rms = _centred_rms(clean)
+    bad = rms <= 0
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} synthetic kernels came out constant; widen the parameter ranges for k={k}")
+    amplitude = params["amplitude"].to_numpy()
+    clean *= (amplitude / rms)[:, None, None]
+    noisy = clean + (amplitude / params["snr"].to_numpy())[:, None, None] * noise_unit
+
+    # Mark parameters that do not apply to a kernel's class as missing.
+    kind = pd.Series([c.split("-", 1)[1] if "-" in c else "" for c in params["class"]], index=params.index)
+    dog_family = ~kind.isin(["cross", "square"]) & (params["class"] != OTHER)
+    params.loc[~dog_family, ["sigma", "ratio", "surround"]] = np.nan
+    params.loc[kind != "cross", "cross_sigma"] = np.nan
+    params.loc[kind != "square", ["side", "edge"]] = np.nan
+    params.loc[kind != "square", "corner"] = None
+    params.loc[params["class"] == OTHER, ["shift_x", "shift_y"]] = np.nan
+    params.insert(1, "merged", [merge_class(c) for c in params["class"]])
+
+    classes = params["class"].to_numpy().astype(str)
+    return SyntheticBank(
+        kernels=noisy.astype(np.float32),
+        classes=classes,
+        merged=params["merged"].to_numpy().astype(str),
+        clean=clean.astype(np.float32),
+        params=params,
+    )
+
+
+def random_kernels(k: int, n: int, seed: int = 0, distribution: str = "normal") -> np.ndarray:
+    """i.i.d. random k×k kernels [n, k, k] float32: the control that should hardly cluster.
+
+    "normal" draws N(0, 1) weights; "kaiming" draws PyTorch's default depthwise Conv2d
+    initialisation, U(−b, b) with b = 1/sqrt(fan_in) = 1/k.
+    """
+    rng = np.random.default_rng(seed)
+    if distribution == "normal":
+        out = rng.standard_normal((n, k, k))
+    elif distribution == "kaiming":
+        out = rng.uniform(-1.0 / k, 1.0 / k, (n, k, k))
+    else:
+        raise ValueError(f"distribution must be 'normal' or 'kaiming', got {distribution!r}")
+    return out.astype(np.float32)
