@@ -101,7 +101,7 @@ class _GraphReader:
         group = int(attrs.get("group", 1))
         self.layers.append(ConvLayer(
             name=name,
-            weight=np.ascontiguousarray(weight, dtype=np.float32),
+            weight=np.array(weight, dtype=np.float32),  # an owned, writable copy
             in_channels=int(weight.shape[1]) * group,
             groups=group,
             dilation=tuple(int(d) for d in attrs.get("dilations", (1, 1))),
@@ -124,10 +124,14 @@ class _GraphReader:
         op = node.op_type
         attrs = {a.name: a for a in node.attribute}
         if op == "Constant":
-            if "value" not in attrs:
-                raise WeightsUnavailableError(f"{self.path}: Constant {_node_name(node)!r} feeding conv "
-                                              f"{conv!r} has no tensor 'value' attribute ({sorted(attrs)})")
-            return numpy_helper.to_array(attrs["value"].t)
+            if "value" in attrs:
+                return numpy_helper.to_array(attrs["value"].t)
+            listed = set(attrs) & {"value_float", "value_floats", "value_int", "value_ints"}
+            if listed:
+                return np.asarray(onnx.helper.get_attribute_value(attrs[listed.pop()]))
+            error = WeightsUnavailableError if "sparse_value" in attrs else CorruptFileError
+            raise error(f"{self.path}: Constant {_node_name(node)!r} feeding conv {conv!r} holds no dense "
+                        f"numeric value (attributes {sorted(attrs)})")
         if op == "Identity":
             return self._constant(node.input[0], conv, scope)
         if op == "Cast":

@@ -107,7 +107,7 @@ class _Reader:
             torch_weight = weight.transpose(0, 3, 1, 2)
             in_channels = known_c if known_c > 0 else torch_weight.shape[1]
             groups = in_channels // torch_weight.shape[1]
-        return ConvLayer(name=prefix + name, weight=np.ascontiguousarray(torch_weight, dtype=np.float32),
+        return ConvLayer(name=prefix + name, weight=np.array(torch_weight, dtype=np.float32, order="C"),
                          in_channels=int(in_channels), groups=int(groups),
                          dilation=tuple(int(d) for d in dilation), stride=tuple(int(s) for s in stride))
 
