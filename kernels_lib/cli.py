@@ -1,0 +1,125 @@
+"""Command line: ``python -m kernels_lib COMMAND ...`` (also installed as ``kernels-lib``).
+
+Each command is a function that adds its sub-parser and sets ``func``; add one to `COMMANDS`
+to extend the tool. A kernels_lib error (bad input, missing weights) ends the program with
+one message on stderr and exit status 2; an extraction in which some models failed exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import KernelsLibError
+
+EXIT_ERROR = 2
+EXIT_PARTIAL = 1
+
+
+def _checkpoint(text: str) -> tuple[str, str]:
+    model, sep, path = text.partition("=")
+    if not sep or not model or not path:
+        raise argparse.ArgumentTypeError(f"expected MODEL=PATH, got {text!r}")
+    return model, path
+
+
+def add_extract(sub) -> None:
+    p = sub.add_parser("extract", help="extract the depthwise kernels of a model set into a Parquet database",
+                       description="Extract every model of a set into one Parquet file each (resumable: "
+                                   "finished files are kept and skipped on a rerun).")
+    p.add_argument("--models", required=True, metavar="SET",
+                   help="model set: a name from data/models (offline, paper, smoke) or a .yaml path")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output directory (default data/kernels/<SET>)")
+    p.add_argument("--kernel-sizes", type=int, nargs="+", metavar="K",
+                   help="keep only k×k kernels of these sizes (default: every depthwise kernel)")
+    p.add_argument("--seed", type=int, help="seed of every random-init twin of the set (default: as in the file)")
+    p.add_argument("--checkpoint", type=_checkpoint, action="append", default=[], metavar="MODEL=PATH",
+                   help="checkpoint file for a state_dict entry of the set (repeatable)")
+    p.add_argument("--stop-on-error", action="store_true", help="stop at the first model that fails")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_extract)
+
+
+def run_extract(args) -> int:
+    from . import store, zoo
+
+    model_set = zoo.load_model_set(args.models, seed=args.seed, checkpoints=dict(args.checkpoint))
+    report = store.extract(model_set, args.out, kernel_sizes=args.kernel_sizes,
+                           progress=not args.no_progress, stop_on_error=args.stop_on_error)
+    files = [report.out_dir / store.kernel_file_name(e.model, e.weights_tag) for e in model_set.entries]
+    files = [f for f in files if f.is_file()]
+    print(f"{model_set.name}: {len(report.extracted)} extracted, {len(report.skipped)} already done, "
+          f"{len(report.failed)} failed -> {report.out_dir}")
+    if files:
+        print(store.counts(files).to_string())
+    for entry_id, message in report.failed:
+        print(f"FAILED {entry_id}: {message}", file=sys.stderr)
+    return EXIT_PARTIAL if report.failed else 0
+
+
+def add_list(sub) -> None:
+    p = sub.add_parser("list", help="kernel counts per model and kernel size, or the model sets",
+                       description="Without options: the model sets. --models SET: its entries and what "
+                                   "is extracted. --db DIR: counts of a kernel database.")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--models", metavar="SET", help="a model set (name or .yaml path)")
+    what.add_argument("--db", type=Path, metavar="PATH", help="a kernel database (directory or .parquet file)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="with --models: its database (default data/kernels/<SET>)")
+    p.set_defaults(func=run_list)
+
+
+def run_list(args) -> int:
+    import pandas as pd
+
+    from . import store, zoo
+
+    if args.db is not None:
+        table = store.counts(args.db)
+        print(table.to_string() if len(table) else f"{args.db}: no kernels")
+        return 0
+    if args.models is None:
+        for name in zoo.available_sets():
+            model_set = zoo.load_model_set(name)
+            print(f"{name:10s} {len(model_set.entries):4d} models  {model_set.description}")
+        return 0
+    model_set = zoo.load_model_set(args.models)
+    out_dir = args.out or store.default_output_dir(model_set.name)
+    rows = []
+    for entry in model_set.entries:
+        path = Path(out_dir) / store.kernel_file_name(entry.model, entry.weights_tag)
+        row = {"model": entry.model, "weights_tag": entry.weights_tag, "kind": entry.kind,
+               "extracted": path.is_file()}
+        if path.is_file():
+            sizes = store.read_kernels(path, columns=["kh", "kw"])
+            for (kh, kw), n in sizes.value_counts(["kh", "kw"]).sort_index().items():
+                row[f"{kh}×{kw}"] = int(n)
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index(["model", "weights_tag"])
+    size_cols = sorted((c for c in table.columns if "×" in c), key=lambda c: tuple(map(int, c.split("×"))))
+    table[size_cols] = table[size_cols].fillna(0).astype(int)
+    print(f"{model_set.name}: {len(model_set.entries)} models, {int(table.extracted.sum())} extracted in {out_dir}")
+    print(table[["kind", "extracted", *size_cols]].to_string())
+    return 0
+
+
+#: Sub-command registrars, in the order `--help` lists them; each adds a sub-parser with `func`.
+COMMANDS = [add_extract, add_list]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kernels_lib",
+        description="Identifiable clusters in trained depthwise convolutional kernels (ICLR 2024).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KernelsLibError as err:
+        print(f"kernels_lib {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,317 @@
+"""The kernel database: plain Parquet, one row per depthwise kernel (columns `records.KERNEL_COLUMNS`).
+
+One file per (model, weights tag) under an output directory; a directory reads as one table.
+Any Parquet reader works (pandas, DuckDB, Polars): ``kernel`` is ``list<float32>`` (row-major
+kh×kw), each depthwise layer is one row group, so selecting kernel sizes or models skips the
+bytes of the others. Provenance (kernels_lib version, source, sha256 of the weights file, the
+model-set entry) sits in the file's key-value metadata under ``kernels_lib``.
+
+Writes are atomic (temporary file in the same directory, then ``os.replace``), so a finished
+file is the record that its model is done: `extract` skips it on a rerun, and a run killed
+mid-way leaves only finished files behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import CorruptFileError, KernelsLibError
+from .records import KERNEL_COLUMNS, kernel_table
+
+#: Arrow schema of a kernel file; integer widths follow `records.kernel_table`.
+KERNEL_SCHEMA = pa.schema([
+    ("model", pa.string()),
+    ("weights_tag", pa.string()),
+    ("source", pa.string()),
+    ("layer", pa.int32()),
+    ("module", pa.string()),
+    ("depth", pa.float64()),
+    ("channel", pa.int32()),
+    ("kh", pa.int16()),
+    ("kw", pa.int16()),
+    ("dilation", pa.int16()),
+    ("stride", pa.int16()),
+    ("kernel", pa.list_(pa.float32())),
+    ("norm", pa.float64()),
+    ("total_activation", pa.float64()),
+    ("degenerate", pa.bool_()),
+])
+assert KERNEL_SCHEMA.names == KERNEL_COLUMNS
+
+#: Key of the JSON provenance record in each file's Parquet key-value metadata.
+METADATA_KEY = b"kernels_lib"
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+class KernelDatabaseError(KernelsLibError, FileNotFoundError):
+    """A kernel database path that does not exist or holds no kernel files."""
+
+
+def kernel_file_name(model: str, weights_tag: str) -> str:
+    """File name of one (model, weights tag): safe on every file system, stable across runs."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", f"{model}__{weights_tag}")
+    return f"{safe}.parquet"
+
+
+def to_arrow(table: pd.DataFrame, metadata: dict | None = None) -> pa.Table:
+    """A kernel DataFrame as an Arrow table with `KERNEL_SCHEMA` (kernels as list<float32>)."""
+    missing = [c for c in KERNEL_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"kernel table lacks columns {missing}; build it with records.kernel_table")
+    kernels = [np.asarray(k, dtype=np.float32).ravel() for k in table["kernel"]]
+    lengths = np.fromiter((len(k) for k in kernels), dtype=np.int64, count=len(kernels))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate(kernels) if kernels else np.zeros(0, np.float32)
+    arrays = []
+    for name in KERNEL_COLUMNS:
+        typ = KERNEL_SCHEMA.field(name).type
+        if name == "kernel":
+            arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32())))
+        else:
+            arrays.append(pa.array(table[name].to_numpy(), type=typ))
+    meta = {METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()} if metadata else None
+    return pa.Table.from_arrays(arrays, schema=KERNEL_SCHEMA.with_metadata(meta))
+
+
+def write_kernels(table: pd.DataFrame, path, metadata: dict | None = None, progress: bool = False) -> Path:
+    """Write a kernel table atomically, one row group per depthwise layer.
+
+    The data goes to a hidden temporary file beside `path` and is moved over it only when
+    complete, so an exception or a kill never leaves a partial `path` (a killed run may leave
+    the hidden ``.<name>.<pid>.*.tmp``; `remove_stale_temp_files` clears those).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = to_arrow(table, metadata)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with pq.ParquetWriter(tmp, arrow.schema, compression="zstd") as writer:
+            layer = arrow.column("layer").to_numpy()
+            starts = np.flatnonzero(np.r_[True, layer[1:] != layer[:-1]]) if len(layer) else []
+            bounds = list(zip(starts, list(starts[1:]) + [len(layer)]))
+            for start, stop in tqdm(bounds, desc=f"write {path.stem}", unit="layer",
+                                    leave=False, disable=not progress):
+                writer.write_table(arrow.slice(start, stop - start))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temp_files(directory) -> list[Path]:
+    """Delete temporary files left by writers that no longer run (killed mid-write)."""
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for tmp in directory.glob(".*.tmp"):
+        match = _TMP_RE.match(tmp.name)
+        if match and not _pid_alive(int(match["pid"])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kernel_files(path_or_dir) -> list[Path]:
+    """The kernel files a path stands for: the file itself, a directory's ``*.parquet`` sorted by name,
+    or those of each path in a list, in list order."""
+    if isinstance(path_or_dir, (list, tuple)):
+        return [file for item in path_or_dir for file in kernel_files(item)]
+    path = Path(path_or_dir)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
+    raise KernelDatabaseError(
+        f"kernel database {str(path)!r} does not exist; build one with "
+        "`python -m kernels_lib extract --models <set> --out DIR`"
+    )
+
+
+def _size_filter(kernel_sizes) -> pc.Expression:
+    expr = None
+    for size in kernel_sizes:
+        kh, kw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        term = (pc.field("kh") == kh) & (pc.field("kw") == kw)
+        expr = term if expr is None else expr | term
+    return expr if expr is not None else pc.scalar(False)
+
+
+def read_kernels(path_or_dir, *, models=None, weights_tags=None, sources=None, kernel_sizes=None,
+                 columns=None, include_degenerate: bool = True) -> pd.DataFrame:
+    """Read a kernel file, a directory of them or a list of those as one DataFrame, in file then row order.
+
+    models / weights_tags / sources: keep only these values. kernel_sizes: ints (k×k) or
+    (kh, kw) pairs. columns: a subset of `KERNEL_COLUMNS`; leaving out ``kernel`` skips the
+    weights, which makes counting cheap. include_degenerate=False drops flagged kernels.
+    """
+    cols = list(KERNEL_COLUMNS if columns is None else columns)
+    unknown = [c for c in cols if c not in KERNEL_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown columns {unknown}; choose from {KERNEL_COLUMNS}")
+    expr = None
+    for name, values in (("model", models), ("weights_tag", weights_tags), ("source", sources)):
+        if values is not None:
+            values = [values] if isinstance(values, str) else list(values)
+            term = pc.field(name).isin(values)
+            expr = term if expr is None else expr & term
+    if kernel_sizes is not None:
+        expr = _size_filter(kernel_sizes) if expr is None else expr & _size_filter(kernel_sizes)
+    if not include_degenerate:
+        term = ~pc.field("degenerate")
+        expr = term if expr is None else expr & term
+    tables = []
+    for file in kernel_files(path_or_dir):
+        try:
+            tables.append(pq.read_table(file, columns=cols, filters=expr, schema=KERNEL_SCHEMA))
+        except (pa.ArrowInvalid, OSError) as err:
+            raise _corrupt(file, err) from err
+    schema = pa.schema([KERNEL_SCHEMA.field(c) for c in cols])
+    table = pa.concat_tables([t.replace_schema_metadata() for t in tables]) if tables else schema.empty_table()
+    return table.to_pandas()
+
+
+def _corrupt(file: Path, err: Exception) -> Exception:
+    return CorruptFileError(f"{file} is not a readable kernel file ({err}); delete it and extract again")
+
+
+def read_provenance(path_or_dir) -> pd.DataFrame:
+    """One row per kernel file: its name, row count and the provenance recorded when it was written."""
+    rows = []
+    for file in kernel_files(path_or_dir):
+        try:
+            meta = pq.read_metadata(file)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise _corrupt(file, err) from err
+        record = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}"))
+        rows.append({"file": file.name, "rows": meta.num_rows, **record})
+    return pd.DataFrame(rows)
+
+
+def count_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Kernels per model/weights tag (rows) and kernel size (columns, "kh×kw"), with totals."""
+    if len(table) == 0:
+        return pd.DataFrame()
+    size = table["kh"].astype(str) + "×" + table["kw"].astype(str)
+    order = sorted(size.unique(), key=lambda s: tuple(int(v) for v in s.split("×")))
+    pivot = pd.crosstab([table["model"], table["weights_tag"]], size.rename("kernel"), margins=True, margins_name="total")
+    return pivot[order + ["total"]]
+
+
+def counts(path_or_dir, **filters) -> pd.DataFrame:
+    """`count_table` of a database without reading the kernel weights."""
+    return count_table(read_kernels(path_or_dir, columns=["model", "weights_tag", "kh", "kw"], **filters))
+
+
+# -- extraction of a model set -----------------------------------------------------------------
+
+def default_output_dir(set_name: str) -> Path:
+    """data/kernels/<set> of this checkout (git-ignored)."""
+    from .zoo import DATA_DIR
+
+    return DATA_DIR / "kernels" / set_name
+
+
+def _sizes_key(kernel_sizes):
+    return None if kernel_sizes is None else sorted({int(k) for k in kernel_sizes})
+
+
+def _covers(done_sizes, wanted_sizes) -> bool:
+    if done_sizes is None:
+        return True
+    return wanted_sizes is not None and set(wanted_sizes) <= set(done_sizes)
+
+
+def finished_sizes(path: Path):
+    """(True, sizes) if `path` is a finished kernel file (sizes None = all), else (False, None)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return False, None
+    record = json.loads(meta.get(METADATA_KEY, b"{}"))
+    return True, record.get("kernel_sizes")
+
+
+@dataclass
+class ExtractReport:
+    """What one `extract` call did: files written, files already there, entries that failed (id, message)."""
+
+    out_dir: Path
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True,
+            stop_on_error: bool = False) -> ExtractReport:
+    """Extract every entry of a `zoo.ModelSet` into one Parquet file each; resumable.
+
+    An entry whose file exists (covering the requested kernel sizes) is skipped, so a rerun
+    after an interruption extracts only the rest. kernel_sizes (ints, k×k): keep only those
+    sizes; None keeps every depthwise kernel. An entry that fails with a kernels_lib error is
+    reported and the others go on (stop_on_error=True raises it instead).
+    """
+    from . import zoo
+
+    out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model_set.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)
+    sizes = _sizes_key(kernel_sizes)
+    report = ExtractReport(out_dir)
+    bar = tqdm(model_set.entries, desc=f"extract {model_set.name}", unit="model", disable=not progress)
+    for entry in bar:
+        bar.set_postfix_str(entry.id)
+        path = out_dir / kernel_file_name(entry.model, entry.weights_tag)
+        done, done_sizes = finished_sizes(path)
+        if done and _covers(done_sizes, sizes):
+            report.skipped.append(entry.id)
+            continue
+        wanted = None if sizes is None else sorted(set(sizes) | set(done_sizes or []))
+        try:
+            resolved = zoo.resolve(entry)
+            table = kernel_table(resolved.layers, resolved.model, resolved.weights_tag, resolved.source)
+        except KernelsLibError as err:
+            if stop_on_error:
+                raise
+            report.failed.append((entry.id, str(err)))
+            continue
+        if wanted is not None:
+            table = table[(table.kh == table.kw) & table.kh.isin(wanted)].reset_index(drop=True)
+        metadata = {
+            "kernels_lib_version": __version__,
+            "model": resolved.model,
+            "weights_tag": resolved.weights_tag,
+            "source": resolved.source,
+            "kernel_sizes": wanted,
+            "entry": entry.spec,
+            "files": zoo.provenance_files(entry),
+            "libraries": zoo.library_versions(entry),
+        }
+        write_kernels(table, path, metadata, progress=progress)
+        report.extracted.append(entry.id)
+    return report
