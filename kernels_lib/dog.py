@@ -23,6 +23,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .preprocess import centre_normalise, degenerate_mask
 
@@ -165,8 +166,11 @@ def evaluate(
             raise ValueError(f"square side and edge must be > 0, got side={side}, edge={edge}")
         value = _square(u, v, np.asarray(side, dtype=np.float64), -1.0 if corner == "upper-left" else 1.0, edge)
     else:
-        if np.any(np.asarray(sigma) <= 0) or np.any(np.asarray(ratio) <= 1):
-            raise ValueError(f"need sigma > 0 and ratio = sigma2/sigma1 > 1, got sigma={sigma}, ratio={ratio}")
+        if np.any(np.asarray(sigma) <= 0) or np.any(np.asarray(ratio) <= 1) or np.any(np.asarray(surround) < 0):
+            raise ValueError(
+                f"need sigma > 0, ratio = sigma2/sigma1 > 1 and surround >= 0, "
+                f"got sigma={sigma}, ratio={ratio}, surround={surround}"
+            )
         order = _DERIVATIVE[kind] if kind else (0, 0)
         s1 = np.asarray(sigma, dtype=np.float64)
         value = _gaussian_derivative(u, v, s1, order) - surround * _gaussian_derivative(u, v, s1 * ratio, order)
@@ -279,6 +283,7 @@ def nearest_template(
     kernels: np.ndarray,
     bank: TemplateBank,
     min_cosine: float | None = None,
+    progress: bool = False,
 ) -> TemplateMatch:
     """Label kernels [N, k, k] by their nearest template (largest mean-centred cosine)."""
     arr = np.asarray(kernels)
@@ -288,14 +293,14 @@ def nearest_template(
             f"build a bank with template_bank({arr.shape[-1] if arr.ndim else '?'})"
         )
     n = arr.shape[0]
-    flat = arr.reshape(n, -1)
+    flat = arr.reshape(n, bank.k * bank.k)
     bad = degenerate_mask(flat)
     templates = bank.kernels.reshape(len(bank.classes), -1)
     index = np.full(n, -1, dtype=np.int64)
     cosine = np.zeros(n, dtype=np.float64)
     good = np.flatnonzero(~bad)
     chunk = max(1, _MATCH_BLOCK // len(templates))  # bounds the [chunk, T] similarity block
-    for start in range(0, len(good), chunk):
+    for start in tqdm(range(0, len(good), chunk), desc="nearest template", disable=not progress):
         rows = good[start:start + chunk]
         sims = centre_normalise(flat[rows]) @ templates.T
         best = sims.argmax(axis=1)
@@ -354,7 +359,7 @@ def _class_probabilities(k: int, class_weights: Mapping[str, float] | None) -> t
 
 def _centred_rms(x: np.ndarray) -> np.ndarray:
     """RMS of each kernel [n, k, k] after subtracting its mean."""
-    flat = x.reshape(x.shape[0], -1)
+    flat = x.reshape(len(x), x.shape[1] * x.shape[2])
     return np.sqrt(((flat - flat.mean(axis=1, keepdims=True)) ** 2).mean(axis=1))
 
 
@@ -385,6 +390,8 @@ def synthetic_bank(
     """
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if not max_shift >= 0:
+        raise ValueError(f"max_shift must be >= 0 px, got {max_shift}")
     x, y = kernel_grid(k)
     if sigma_range is None:
         sigma_range = default_sigma_range(k)
@@ -392,16 +399,19 @@ def synthetic_bank(
     rng = np.random.default_rng(seed)
 
     def uniform(lo_hi, size):
+        if not (np.isfinite(lo_hi).all() and lo_hi[0] <= lo_hi[1]):
+            raise ValueError(f"a parameter range must be finite (lo, hi) with lo <= hi, got {lo_hi}")
         return rng.uniform(lo_hi[0], lo_hi[1], size)
 
     def log_uniform(lo_hi, size):
-        if lo_hi[0] <= 0 or lo_hi[1] < lo_hi[0]:
-            raise ValueError(f"log-uniform range needs 0 < lo <= hi, got {lo_hi}")
+        if not (np.isfinite(lo_hi).all() and 0 < lo_hi[0] <= lo_hi[1]):
+            raise ValueError(f"amplitude and snr ranges must be finite (lo, hi) with 0 < lo <= hi, got {lo_hi}")
         return np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]), size))
 
-    labels = np.array(names, dtype=object)[rng.choice(len(names), size=n, p=p)] if n else np.array([], dtype=object)
+    codes = rng.choice(len(names), size=n, p=p)
+    labels = np.array(names)[codes]
     params = pd.DataFrame({
-        "class": labels.astype(str),
+        "class": labels,
         "sigma": uniform(sigma_range, n),
         "ratio": uniform(ratio_range, n),
         "surround": uniform(surround_range, n),
@@ -416,22 +426,20 @@ def synthetic_bank(
     })
     if np.any(params["snr"] <= 0):
         raise ValueError(f"snr must be > 0 (inf for no noise), got {snr}")
-    noise_unit = rng.standard_normal((n, k, k))
-    other_unit = rng.standard_normal((n, k, k))
+    noise_unit = rng.standard_normal((n, k, k), dtype=np.float32)
 
     clean = np.empty((n, k, k), dtype=np.float64)
-    labels_arr = params["class"].to_numpy()
     corners = params["corner"].to_numpy()
-    for cls in names:
+    for code, cls in enumerate(names):
         for corner in (CORNERS if "square" in cls else CORNERS[:1]):
-            mask = labels_arr == cls
+            mask = codes == code
             if "square" in cls:
                 mask &= corners == corner
             rows = np.flatnonzero(mask)
             if not len(rows):
                 continue
             if cls == OTHER:
-                clean[rows] = other_unit[rows]
+                clean[rows] = rng.standard_normal((len(rows), k, k))
                 continue
             col = {c: params[c].to_numpy()[rows, None, None] for c in params.columns if c not in ("class", "corner")}
             clean[rows] = evaluate(
@@ -445,24 +453,25 @@ def synthetic_bank(
         raise ValueError(f"{int(bad.sum())} synthetic kernels came out constant; widen the parameter ranges for k={k}")
     amplitude = params["amplitude"].to_numpy()
     clean *= (amplitude / rms)[:, None, None]
-    noisy = clean + (amplitude / params["snr"].to_numpy())[:, None, None] * noise_unit
+    clean = clean.astype(np.float32)
+    noise_unit *= (amplitude / params["snr"].to_numpy()).astype(np.float32)[:, None, None]
+    noisy = clean + noise_unit
 
     # Mark parameters that do not apply to a kernel's class as missing.
-    kind = pd.Series([c.split("-", 1)[1] if "-" in c else "" for c in params["class"]], index=params.index)
-    dog_family = ~kind.isin(["cross", "square"]) & (params["class"] != OTHER)
+    kind = np.array([c.split("-", 1)[1] if "-" in c else c for c in names])[codes]
+    dog_family = ~np.isin(kind, ["cross", "square", OTHER])
     params.loc[~dog_family, ["sigma", "ratio", "surround"]] = np.nan
     params.loc[kind != "cross", "cross_sigma"] = np.nan
     params.loc[kind != "square", ["side", "edge"]] = np.nan
     params.loc[kind != "square", "corner"] = None
-    params.loc[params["class"] == OTHER, ["shift_x", "shift_y"]] = np.nan
-    params.insert(1, "merged", [merge_class(c) for c in params["class"]])
-
-    classes = params["class"].to_numpy().astype(str)
+    params.loc[kind == OTHER, ["shift_x", "shift_y"]] = np.nan
+    merged = np.array([merge_class(c) for c in names])[codes]
+    params.insert(1, "merged", merged)
     return SyntheticBank(
-        kernels=noisy.astype(np.float32),
-        classes=classes,
-        merged=params["merged"].to_numpy().astype(str),
-        clean=clean.astype(np.float32),
+        kernels=noisy,
+        classes=labels,
+        merged=merged,
+        clean=clean,
         params=params,
     )
 
