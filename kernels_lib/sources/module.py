@@ -5,7 +5,6 @@ read from the layer itself rather than guessed from weight shapes (compare `stat
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,7 +30,7 @@ def conv_layers(model: nn.Module) -> list[ConvLayer]:
             )
         layers.append(ConvLayer(
             name=name,
-            weight=np.array(weight.detach().to(device="cpu", dtype=torch.float32), copy=True),
+            weight=weight.detach().to(device="cpu", dtype=torch.float32).numpy().copy(),
             in_channels=int(module.in_channels),
             groups=int(module.groups),
             dilation=tuple(int(d) for d in module.dilation),
