@@ -101,8 +101,9 @@ def test_template_bank_shapes_and_labels(bank):
 
 
 def test_square_templates_follow_the_squares_switch():
-    assert "on-square" not in dog.template_bank(5, squares=False).classes
-    assert "on-square" in dog.template_bank(7, squares=True).classes
+    assert "on-square" not in dog.template_bank(5, squares=False, shifts=(0.0,)).classes
+    assert "on-square" in dog.template_bank(7, squares=True, shifts=(0.0,)).classes
+    assert len(dog.template_bank(7, shifts=(0.0,)).classes) * 9 == len(dog.template_bank(7).classes)
 
 
 def _worst_cross_class_cosine(bank):
@@ -285,4 +286,4 @@ def test_bad_arguments_say_what_is_wrong():
     with pytest.raises(ValueError, match="kernel size"):
         dog.kernel_grid(1)
     with pytest.raises(ValueError, match="constant"):
-        dog.template_bank(5, cross_sigmas=(1e6,))  # a cross that wide is flat on the grid
+        dog.template_bank(5, cross_sigmas=(1e6,), shifts=(0.0,))  # a cross that wide is flat on the grid
