@@ -1,4 +1,5 @@
 """ONNX source: real PP-OCR models from PyPI wheels, checked against onnx's reference evaluator."""
+import re
 from collections import Counter
 
 import numpy as np
@@ -212,7 +213,7 @@ def test_corrupt_files_name_the_file(tmp_path, real):
     dangling = _save(tmp_path, [helper.make_node("Conv", ["x", "nowhere"], ["y"], name="c")], [], "dangling.onnx",
                      check=False)
     for path in (random, truncated, dangling):
-        with pytest.raises(CorruptFileError, match=str(path)):
+        with pytest.raises(CorruptFileError, match=re.escape(str(path))):
             onnx_layers(path)
     with pytest.raises(FileNotFoundError):
         onnx_layers(tmp_path / "missing.onnx")
