@@ -1,0 +1,211 @@
+"""Re-run the numbered notebooks headlessly with papermill and regenerate every figure.
+
+`run_all` executes `notebooks/NN_*.ipynb` in numeric order. Each notebook receives the
+parameters it declares in its `parameters` cell (model set, output folders, …); the executed
+copy goes to a build folder, never over the source. A failing cell stops the run with a
+`NotebookExecutionError` naming the notebook, the cell and the error, so nothing is skipped
+silently. Figures land in `figures/`, tables in `figures/tables/`, the small JSON each
+notebook records in `figures/results/`.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import KernelsLibError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+FIGURES_DIR = REPO_ROOT / "figures"
+DB_DIR = REPO_ROOT / "data" / "kernels"
+DEFAULT_MODEL_SET = "offline"
+_NUMBERED = re.compile(r"^(\d+)_.*\.ipynb$")
+
+
+class NotebookExecutionError(KernelsLibError, RuntimeError):
+    """A cell of a notebook raised: names the notebook, the cell and the error it raised.
+
+    `cell` is the cell's position in the executed notebook (0-based, papermill's injected
+    parameters cell included), `exec_count` its `In [n]` number, `source` its first line.
+    """
+
+    def __init__(self, notebook: str, cell: int | None, ename: str, evalue: str,
+                 executed: Path | None = None, exec_count: int | None = None, source: str = ""):
+        self.notebook, self.cell, self.ename, self.evalue = notebook, cell, ename, evalue
+        self.executed, self.exec_count, self.source = executed, exec_count, source
+        where = "kernel start-up" if cell is None else f"cell {cell}" + (f" (In [{exec_count}])" if exec_count else "")
+        msg = f"notebook {notebook} failed at {where}: {ename}: {evalue}"
+        if source.strip():
+            msg += f"\n  failing line: {source.strip()}"
+        if executed is not None:
+            msg += f"\n  the executed notebook with the full traceback is {executed}"
+        super().__init__(msg)
+
+
+class NotebookNotFoundError(KernelsLibError, FileNotFoundError):
+    """No notebook matches what was asked for."""
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """What one notebook run produced: the executed copy and how long it took."""
+
+    notebook: str
+    executed: Path
+    seconds: float
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ARROW = re.compile(r"^\s*-+>\s*\d+\s(.*)$")
+
+
+def _failing_line(traceback: list[str], source: str) -> str:
+    """The cell's line that raised (IPython marks it `----> n`), else the cell's first line."""
+    for line in _ANSI.sub("", "\n".join(traceback or [])).splitlines():
+        match = _ARROW.match(line)
+        if match:
+            return match.group(1).strip()
+    lines = source.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def list_notebooks(notebook_dir: Path | str = NOTEBOOK_DIR, only: str | None = None) -> list[Path]:
+    """The numbered notebooks `NN_*.ipynb` in numeric order, optionally filtered by `only`.
+
+    `only` is a glob (`"0[23]_*"`) or a plain substring (`"pca"`, `"04"`) of the file name.
+    """
+    notebook_dir = Path(notebook_dir)
+    found = sorted(
+        (p for p in notebook_dir.glob("*.ipynb") if _NUMBERED.match(p.name)),
+        key=lambda p: (int(_NUMBERED.match(p.name).group(1)), p.name),
+    )
+    if only is not None:
+        pattern = only if any(c in only for c in "*?[") else f"*{only}*"
+        found = [p for p in found if fnmatch.fnmatch(p.name, pattern) or fnmatch.fnmatch(p.stem, pattern)]
+    if not found:
+        what = f"matching {only!r} " if only is not None else ""
+        raise NotebookNotFoundError(
+            f"no numbered notebook (NN_name.ipynb) {what}in {notebook_dir}; "
+            "list them with `ls notebooks/` and pass part of a name to --only"
+        )
+    return found
+
+
+def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | str = FIGURES_DIR,
+                       db_dir: Path | str = DB_DIR) -> dict:
+    """Parameters every notebook may declare; absolute paths so the working directory does not matter."""
+    output_dir = Path(output_dir).resolve()
+    return {
+        "model_set": model_set,
+        "output_dir": str(output_dir),
+        "results_dir": str(output_dir / "results"),
+        "db_dir": str(Path(db_dir).resolve()),
+    }
+
+
+def declared_parameters(path: Path | str) -> set[str]:
+    """Names assigned in the notebook's cell tagged `parameters`."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)))
+
+
+def run_notebook(path: Path | str, parameters: dict, build_dir: Path | str, cwd: Path | str | None = None,
+                 progress: bool = False, kernel_name: str = "python3") -> NotebookRun:
+    """Execute one notebook with papermill into `build_dir`; raise `NotebookExecutionError` on a failing cell.
+
+    Only parameters the notebook declares are passed (papermill would otherwise inject
+    unused names). `cwd` defaults to the notebook's folder, as in JupyterLab.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise NotebookNotFoundError(f"notebook {path} does not exist")
+    build_dir = Path(build_dir).resolve()
+    if build_dir == path.parent:
+        raise ValueError(f"build_dir {build_dir} is the notebooks' own folder: executed copies would "
+                         "overwrite the sources; choose another folder, e.g. build/notebooks")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    executed = build_dir / path.name
+    wanted = declared_parameters(path)
+    passed = {k: v for k, v in parameters.items() if k in wanted}
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(path), str(executed), parameters=passed, kernel_name=kernel_name,
+            cwd=str(Path(cwd).resolve() if cwd is not None else path.parent),
+            progress_bar=progress, log_output=False,
+        )
+    except PapermillExecutionError as err:
+        raise NotebookExecutionError(path.name, err.cell_index, err.ename, err.evalue, executed,
+                                     err.exec_count, _failing_line(err.traceback, err.source)) from err
+    except Exception as err:  # kernel died, timed out, could not start: still name the notebook
+        raise NotebookExecutionError(path.name, None, type(err).__name__, str(err), executed) from err
+    return NotebookRun(path.name, executed, time.perf_counter() - start)
+
+
+def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
+            build_dir: Path | str = REPO_ROOT / "build" / "notebooks",
+            notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str = FIGURES_DIR,
+            db_dir: Path | str = DB_DIR, parameters: dict | None = None,
+            progress: bool = True, log=print) -> list[NotebookRun]:
+    """Run the numbered notebooks in order with the parameters of `model_set`; stop at the first failure.
+
+    `parameters` override or extend the defaults (e.g. `{"seed": 1}`); each notebook gets the
+    ones it declares. `log` receives one line per notebook (pass `None` for silence).
+    """
+    notebooks = list_notebooks(notebook_dir, only)
+    params = {**default_parameters(model_set, output_dir, db_dir), **(parameters or {})}
+    say = log if log is not None else (lambda *_: None)
+    runs = []
+    for i, path in enumerate(notebooks, 1):
+        say(f"[{i}/{len(notebooks)}] {path.name} (model set {model_set!r}) ...")
+        run = run_notebook(path, params, build_dir, cwd=path.parent, progress=progress)
+        say(f"[{i}/{len(notebooks)}] {path.name} done in {run.seconds:.1f} s -> {run.executed}")
+        runs.append(run)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`figures` command: re-run the notebooks; exit status 1 and the failing cell's error on failure."""
+    parser = argparse.ArgumentParser(
+        prog="kernels_lib figures",
+        description="Re-execute the numbered notebooks with papermill and regenerate figures/.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_from_args(args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `figures` options, so a parent command line can mount them as a sub-command."""
+    parser.add_argument("--models", default=DEFAULT_MODEL_SET,
+                        help="model set (data/models/<name>.yaml): offline, smoke or paper (default: offline)")
+    parser.add_argument("--only", default=None, metavar="PATTERN",
+                        help="run only notebooks whose name matches this glob or substring, e.g. 04 or 'pca'")
+    parser.add_argument("--notebook-dir", default=str(NOTEBOOK_DIR), help="where the numbered notebooks are")
+    parser.add_argument("--build-dir", default=str(REPO_ROOT / "build" / "notebooks"),
+                        help="where executed copies of the notebooks go (default: build/notebooks)")
+    parser.add_argument("--output-dir", default=str(FIGURES_DIR), help="figures folder (default: figures/)")
+    parser.add_argument("--db-dir", default=str(DB_DIR), help="kernel database folder (default: data/kernels/)")
+    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    try:
+        run_all(model_set=args.models, only=args.only, build_dir=args.build_dir, notebook_dir=args.notebook_dir,
+                output_dir=args.output_dir, db_dir=args.db_dir, progress=not args.no_progress)
+    except KernelsLibError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

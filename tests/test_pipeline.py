@@ -1,0 +1,94 @@
+"""The papermill runner: order, selection, failures that name the notebook, sources never touched."""
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from kernels_lib import pipeline
+from kernels_lib.errors import KernelsLibError
+
+
+def _write(path, params_src, body_src):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = new_code_cell(params_src)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(body_src)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def notebooks(tmp_path):
+    """Three numbered notebooks; the second fails. Each records what it received in out/<name>.json."""
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    record = ("import json, pathlib\n"
+              "pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
+              "(pathlib.Path(output_dir) / '{name}.json').write_text(json.dumps("
+              "{{'model_set': model_set, 'output_dir': output_dir}}))\n")
+    _write(src / "10_last.ipynb", "model_set = 'x'\noutput_dir = 'out'", record.format(name="10_last"))
+    _write(src / "01_first.ipynb", "model_set = 'x'\noutput_dir = 'out'", record.format(name="01_first"))
+    _write(src / "02_fails.ipynb", "model_set = 'x'",
+           "x = 1\nraise ValueError('the kernel database is empty')")
+    (src / "notes.ipynb").write_bytes((src / "01_first.ipynb").read_bytes())  # not numbered: ignored
+    return src
+
+
+def test_notebooks_listed_in_numeric_order_and_selected(notebooks):
+    names = [p.name for p in pipeline.list_notebooks(notebooks)]
+    assert names == ["01_first.ipynb", "02_fails.ipynb", "10_last.ipynb"]
+    assert [p.name for p in pipeline.list_notebooks(notebooks, only="last")] == ["10_last.ipynb"]
+    assert [p.name for p in pipeline.list_notebooks(notebooks, only="0[12]_*")] == ["01_first.ipynb", "02_fails.ipynb"]
+    with pytest.raises(pipeline.NotebookNotFoundError, match="pca"):
+        pipeline.list_notebooks(notebooks, only="pca")
+
+
+def test_failing_cell_stops_the_run_and_names_notebook_and_error(notebooks, tmp_path):
+    before = {p.name: p.read_bytes() for p in notebooks.iterdir()}
+    build, out = tmp_path / "build", tmp_path / "figs"
+    logged = []
+    with pytest.raises(pipeline.NotebookExecutionError) as info:
+        pipeline.run_all(model_set="smoke", build_dir=build, notebook_dir=notebooks, output_dir=out,
+                         progress=False, log=logged.append)
+    err = info.value
+    assert isinstance(err, KernelsLibError)
+    assert err.notebook == "02_fails.ipynb"
+    assert err.ename == "ValueError" and err.evalue == "the kernel database is empty"
+    assert "02_fails.ipynb" in str(err) and "the kernel database is empty" in str(err)
+    assert "failing line: raise ValueError('the kernel database is empty')" in str(err)
+    assert err.exec_count == 3                     # parameters, injected parameters, then the failing cell
+    # 01 ran with the model set's parameters, 10 never ran: nothing after a failure is attempted.
+    first = json.loads((out / "01_first.json").read_text())
+    assert first == {"model_set": "smoke", "output_dir": str(out.resolve())}
+    assert not (out / "10_last.json").exists()
+    assert sorted(p.name for p in build.iterdir()) == ["01_first.ipynb", "02_fails.ipynb"]
+    assert any("01_first.ipynb done" in line for line in logged)
+    # Sources are untouched: no outputs written into them.
+    assert {p.name: p.read_bytes() for p in notebooks.iterdir()} == before
+
+
+def test_only_reruns_one_notebook_and_passes_only_declared_parameters(notebooks, tmp_path):
+    build, out = tmp_path / "build", tmp_path / "figs"
+    runs = pipeline.run_all(model_set="offline", only="10", build_dir=build, notebook_dir=notebooks,
+                            output_dir=out, progress=False, log=None)
+    assert [r.notebook for r in runs] == ["10_last.ipynb"]
+    assert json.loads((out / "10_last.json").read_text())["model_set"] == "offline"
+    executed = nbformat.read(build / "10_last.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    assert "db_dir" not in injected[0].source and "results_dir" not in injected[0].source
+
+
+def test_build_dir_may_not_be_the_sources(notebooks):
+    with pytest.raises(ValueError, match="overwrite the sources"):
+        pipeline.run_notebook(notebooks / "01_first.ipynb", {}, build_dir=notebooks)
+
+
+def test_main_reports_failure_with_exit_status(notebooks, tmp_path, capsys):
+    status = pipeline.main(["--models", "smoke", "--only", "02", "--notebook-dir", str(notebooks),
+                            "--build-dir", str(tmp_path / "b"),
+                            "--output-dir", str(tmp_path / "o"), "--no-progress"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "02_fails.ipynb" in err and "ValueError: the kernel database is empty" in err
