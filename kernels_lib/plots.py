@@ -1,0 +1,633 @@
+"""Every figure of the paper, as functions the notebooks call (the notebooks hold no plotting code).
+
+Conventions, shared by all figures:
+
+* kernels are drawn with a diverging colour map centred at zero (`vmin = -vmax`), so red is
+  positive, blue negative and white zero whatever the kernel's scale;
+* one palette (`PALETTE`) gives each cluster class the same colour in every figure, and
+  `class_label` its readable name;
+* figures are built on `matplotlib.figure.Figure` objects (no global pyplot state), saved
+  atomically (temporary file + rename) so a crash never leaves a half-written PNG behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.colors import TwoSlopeNorm
+
+#: Diverging colour map for kernel weights (red positive, blue negative, white zero).
+DIVERGING = "RdBu_r"
+
+#: Merged classes in the order figures list them (paper §5), then the catch-alls.
+CLASS_ORDER = ["on", "off", "on-cross", "off-cross", "1st-derivative", "2nd-derivative",
+               "on-square", "off-square", "other", "unclustered"]
+
+#: Readable names of the classes.
+CLASS_LABELS = {
+    "on": "On-centre DoG",
+    "off": "Off-centre DoG",
+    "on-cross": "On-centre cross",
+    "off-cross": "Off-centre cross",
+    "1st-derivative": "1st derivative",
+    "2nd-derivative": "2nd derivative",
+    "on-square": "On-square",
+    "off-square": "Off-square",
+    "other": "Other",
+    "unclustered": "Unclustered",
+}
+
+#: One colour per class, used by every figure: warm for "on" patterns, cool for "off".
+PALETTE = {
+    "on": "#c0392b",
+    "off": "#2471a3",
+    "on-cross": "#e67e22",
+    "off-cross": "#17a589",
+    "1st-derivative": "#7d3c98",
+    "2nd-derivative": "#d4ac0d",
+    "on-square": "#8e4d1b",
+    "off-square": "#5d6d7e",
+    "other": "#a6a6a6",
+    "unclustered": "#e5e5e5",
+}
+
+
+def _merged(name: str) -> str:
+    """The merged class of a (possibly fine-grained) class name, via `dog.merge_class` when it knows it."""
+    if name in PALETTE:
+        return name
+    try:
+        from .dog import merge_class
+        merged = merge_class(name)
+    except (ImportError, KeyError, ValueError):
+        return name
+    return merged if merged in PALETTE else name
+
+
+def class_label(name: str) -> str:
+    """Readable name of a class; fine-grained names (e.g. a derivative's orientation) keep their detail."""
+    if name in CLASS_LABELS:
+        return CLASS_LABELS[name]
+    polarity, _, kind = name.partition("-")
+    if polarity in ("on", "off") and kind.startswith("d") and set(kind[1:]) <= {"x", "y"} and kind[1:]:
+        return f"{polarity.capitalize()}-centre ∂{kind[1:]}"
+    merged = _merged(name)
+    if merged in CLASS_LABELS and merged != name:
+        detail = name[len(merged):].strip("-_ ") if name.startswith(merged) else name
+        return f"{CLASS_LABELS[merged]} ({detail})" if detail else CLASS_LABELS[merged]
+    return name.replace("-", " ").replace("_", " ").capitalize()
+
+
+def class_color(name: str) -> str:
+    """Colour of a class; fine-grained classes take their merged class's colour."""
+    merged = _merged(name)
+    if merged not in PALETTE:
+        raise KeyError(f"no colour for class {name!r}; known classes: {', '.join(PALETTE)}")
+    return PALETTE[merged]
+
+
+def ordered_classes(names) -> list[str]:
+    """Classes in the paper's order (CLASS_ORDER), unknown ones after, alphabetically."""
+    names = list(dict.fromkeys(names))
+    rank = {c: i for i, c in enumerate(CLASS_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(_merged(n), len(rank)), rank.get(n, len(rank)), n))
+
+
+# ----------------------------------------------------------------------------- saving
+
+def _atomic(path: Path | str, write) -> Path:
+    """Call write(tmp_path), then rename onto `path`: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_figure(fig: Figure, path: Path | str, dpi: int = 150) -> Path:
+    """Write a matplotlib figure (format from the suffix: .png, .svg, .pdf) atomically."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    return _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
+
+
+def save_html(fig, path: Path | str) -> Path:
+    """Write a plotly figure as a self-contained HTML file (plotly.js embedded: works offline)."""
+    return _atomic(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True))
+
+
+def _markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else format(v, floatfmt)
+        return str(v).replace("|", "\\|")
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in df.columns) + " |"
+    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows]) + "\n"
+
+
+def save_table(df: pd.DataFrame, name: str, output_dir: Path | str, floatfmt: str = ".2f") -> dict:
+    """Write a table as `<output_dir>/tables/<name>.csv` and `.md`; returns both paths."""
+    tables = Path(output_dir) / "tables"
+    csv = _atomic(tables / f"{name}.csv", lambda tmp: df.to_csv(tmp, index=False))
+    md = _atomic(tables / f"{name}.md", lambda tmp: Path(tmp).write_text(_markdown_table(df, floatfmt)))
+    return {"csv": str(csv), "md": str(md)}
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"refusing to record a non-finite number ({v}) in the results")
+    return v
+
+
+def save_results(results_dir: Path | str, notebook: str, data: dict) -> Path:
+    """Record what a notebook produced (counts, files, scores) as `<results_dir>/<notebook>.json`."""
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=True)
+    return _atomic(Path(results_dir) / f"{notebook}.json", lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def _as_kernels(kernels) -> np.ndarray:
+    """[N, kh, kw] float64 array; refuses NaN/inf rather than drawing holes."""
+    arr = np.asarray(kernels, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"expected kernels of shape [N, kh, kw], got {arr.shape}")
+    bad = ~np.isfinite(arr).all(axis=(1, 2))
+    if bad.any():
+        raise ValueError(f"kernels {np.flatnonzero(bad)[:10].tolist()} hold NaN/inf; "
+                         "drop them first (records' `degenerate` column flags them)")
+    return arr
+
+
+def symmetric_limit(kernel: np.ndarray) -> float:
+    """Colour limit v for vmin=-v, vmax=v: the largest |weight| (1 for an all-zero kernel)."""
+    v = float(np.max(np.abs(kernel))) if np.size(kernel) else 0.0
+    return v if v > 0 else 1.0
+
+
+def _draw_kernel(ax, kernel, limit, cmap=DIVERGING, annotate=None):
+    im = ax.imshow(kernel, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if annotate is not None:
+        kh, kw = kernel.shape
+        size = max(4.0, 9.0 - 0.5 * max(kh, kw))
+        for (r, c), v in np.ndenumerate(np.round(kernel * annotate) + 0.0):  # + 0.0 turns -0 into 0
+            ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=size,
+                    color="white" if abs(kernel[r, c]) > 0.6 * limit else "black")
+    return im
+
+
+def kernel_grid(kernels, titles=None, captions=None, ncols: int = 8, shared_scale: bool = False,
+                title: str | None = None, cmap: str = DIVERGING, cell: float = 1.1,
+                annotate: float | None = None, colorbar: bool = False) -> Figure:
+    """Kernels as small images in a grid, each centred at zero (vmin=-vmax).
+
+    `shared_scale` uses one limit for all (compare magnitudes) instead of one per kernel
+    (compare shapes). `titles` go above each kernel, `captions` below. `annotate=100` writes
+    each weight ×100 in its cell (the paper's Figure 14).
+    """
+    arr = _as_kernels(kernels)
+    n = len(arr)
+    if n == 0:
+        raise ValueError("no kernels to draw")
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    text_rows = (titles is not None) + (captions is not None)
+    fig = Figure(figsize=(cell * ncols + (0.8 if colorbar else 0), (cell + 0.25 * text_rows) * nrows + (0.5 if title else 0)),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    shared = max(symmetric_limit(k) for k in arr) if shared_scale else None
+    im = None
+    for i, ax in enumerate(axes):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        im = _draw_kernel(ax, arr[i], shared if shared_scale else symmetric_limit(arr[i]), cmap, annotate)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=7)
+        if captions is not None:
+            ax.set_xlabel(str(captions[i]), fontsize=6)
+    if colorbar and im is not None:
+        if shared_scale:
+            fig.colorbar(im, ax=axes.tolist(), shrink=0.6, label="weight")
+        else:  # each kernel has its own limits: the bar can only show the relative scale
+            from matplotlib.cm import ScalarMappable
+            from matplotlib.colors import Normalize
+            bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), cmap), ax=axes.tolist(), shrink=0.6,
+                               ticks=[-1, 0, 1], label="weight (scaled per kernel)")
+            bar.ax.set_yticklabels(["−max", "0", "+max"])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _rows_into(fig, rows, ncols, shared_scale, cmap, row_colors=None, col_titles=None):
+    """Draw labelled rows of kernels into a (sub)figure: one row per (label, kernels)."""
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for c, name in enumerate(col_titles or []):
+        axes[0, c].set_title(str(name), fontsize=8)
+    shared = max(symmetric_limit(k) for _, ks in rows for k in _as_kernels(ks)) if shared_scale else None
+    for r, (label, ks) in enumerate(rows):
+        ks = _as_kernels(ks) if len(ks) else np.zeros((0, 1, 1))
+        for c in range(ncols):
+            ax = axes[r, c]
+            if c < len(ks):
+                _draw_kernel(ax, ks[c], shared if shared_scale else symmetric_limit(ks[c]), cmap)
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for s in ax.spines.values():
+                    s.set_visible(False)
+                if c == 0:
+                    ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=7, color="grey",
+                            transform=ax.transAxes)
+        axes[r, 0].set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8,
+                              color=(row_colors[r] if row_colors else "black"),
+                              fontweight="bold" if row_colors else "normal")
+    return axes
+
+
+def kernel_rows(rows, ncols: int | None = None, title: str | None = None, shared_scale: bool = False,
+                cmap: str = DIVERGING, row_colors=None, cell: float = 0.9, col_titles=None) -> Figure:
+    """Rows of kernels with a label at the left of each row (a layer, a class, a model).
+
+    `rows` is a list of (label, kernels[N, kh, kw]); rows may differ in kernel size and length.
+    `col_titles` name the columns (e.g. the derivative, the σ).
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no rows to draw")
+    ncols = ncols or max(1, max(len(ks) for _, ks in rows))
+    fig = Figure(figsize=(1.6 + cell * ncols, cell * len(rows) + (0.5 if title else 0.1) + (0.25 if col_titles else 0)),
+                 layout="constrained")
+    _rows_into(fig, rows, ncols, shared_scale, cmap, row_colors, col_titles)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def regular_vs_depthwise(regular_rows, depthwise_rows, title: str | None = None, ncols: int = 8,
+                         regular_title: str = "(i) regular convolutions",
+                         depthwise_title: str = "(ii) depthwise convolutions") -> Figure:
+    """Figure 2: random kernels of regular (left) and depthwise (right) convolutions, one row per layer."""
+    regular_rows, depthwise_rows = list(regular_rows), list(depthwise_rows)
+    if not regular_rows or not depthwise_rows:
+        raise ValueError("need at least one row of regular and one of depthwise kernels")
+    nrows = max(len(regular_rows), len(depthwise_rows))
+    cell = 0.75
+    fig = Figure(figsize=(2 * (1.9 + cell * ncols), cell * nrows + 0.9), layout="constrained")
+    left, right = fig.subfigures(1, 2, wspace=0.04)
+    for sub, rows, name in ((left, regular_rows, regular_title), (right, depthwise_rows, depthwise_title)):
+        padded = rows + [("", np.zeros((0, 1, 1)))] * (nrows - len(rows))
+        axes = _rows_into(sub, padded, ncols, False, DIVERGING)
+        for r in range(len(rows), nrows):
+            for ax in axes[r]:
+                ax.set_axis_off()
+        sub.suptitle(name, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+# ----------------------------------------------------------------------------- DoG family
+
+def dog_family_figure(fields: dict, extent: float, title: str | None = None, cmap: str = DIVERGING) -> Figure:
+    """Figure 1: each field (name -> 2-D array on a square grid over [-extent, extent]²) as a 3-D
+    surface (top row) and a 2-D map (bottom row), both coloured with zero at the centre of the map."""
+    names = list(fields)
+    if not names:
+        raise ValueError("no fields to draw")
+    n = len(names)
+    fig = Figure(figsize=(2.6 * n, 5.4), layout="constrained")
+    for i, name in enumerate(names):
+        z = np.asarray(fields[name], dtype=np.float64)
+        if z.ndim != 2 or not np.isfinite(z).all():
+            raise ValueError(f"field {name!r} must be a finite 2-D array, got shape {z.shape}")
+        lim = symmetric_limit(z)
+        h, w = z.shape
+        x, y = np.meshgrid(np.linspace(-extent, extent, w), np.linspace(-extent, extent, h))
+        ax3 = fig.add_subplot(2, n, i + 1, projection="3d")
+        ax3.plot_surface(x, y, z, cmap=cmap, norm=TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim),
+                         rcount=min(h, 60), ccount=min(w, 60), linewidth=0, antialiased=False)
+        ax3.set_zlim(-lim, lim)
+        ax3.set_xticks([])
+        ax3.set_yticks([])
+        ax3.set_zticks([])
+        ax3.set_title(name, fontsize=9)
+        ax2 = fig.add_subplot(2, n, n + i + 1)
+        ax2.imshow(z, cmap=cmap, vmin=-lim, vmax=lim, extent=(-extent, extent, extent, -extent),
+                   interpolation="bilinear")
+        ax2.set_xlabel("x", fontsize=8)
+        ax2.set_ylabel("y", fontsize=8)
+        ax2.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def class_rows(kernels, classes, per_class: int = 8, seed: int = 0, order=None) -> list[tuple[str, np.ndarray]]:
+    """Group kernels by class into (readable label, up to `per_class` random kernels) rows, in class order."""
+    arr = _as_kernels(kernels)
+    classes = np.asarray(classes)
+    if len(classes) != len(arr):
+        raise ValueError(f"{len(arr)} kernels but {len(classes)} class labels")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in (order if order is not None else ordered_classes(classes.tolist())):
+        idx = np.flatnonzero(classes == c)
+        if len(idx) > per_class:
+            idx = np.sort(rng.choice(idx, per_class, replace=False))
+        rows.append((c, arr[idx]))
+    return rows
+
+
+def class_gallery(kernels, classes, per_class: int = 8, seed: int = 0, title: str | None = None,
+                  counts: bool = True, order=None) -> Figure:
+    """Figures 5/6 (and 12/13, 17 for templates): random kernels of each class, one row per class,
+    the class name in its palette colour at the left (with how many kernels it holds)."""
+    rows = class_rows(kernels, classes, per_class, seed, order)
+    classes = np.asarray(classes)
+    labels = [f"{class_label(c)}\n(n={int((classes == c).sum())})" if counts else class_label(c) for c, _ in rows]
+    colours = [class_color(c) if _merged(c) in PALETTE else "black" for c, _ in rows]
+    return kernel_rows([(lab, ks) for lab, (_, ks) in zip(labels, rows)], ncols=per_class, title=title,
+                       row_colors=colours)
+
+
+# ----------------------------------------------------------------------------- PCA (Figure 4)
+
+@dataclass(frozen=True)
+class KernelPCA:
+    """PCA of centred, unit-length kernels and a k-means partition used to pick the clearest clusters.
+
+    `index` maps rows back to the input (degenerate kernels are left out and counted);
+    `cohesion[c]` is the mean cosine similarity of cluster c's kernels to its mean direction.
+    """
+
+    coords: np.ndarray            # [M, n_components]
+    explained_variance_ratio: np.ndarray
+    components: np.ndarray        # [n_components, kh*kw]
+    index: np.ndarray             # [M] rows of the input
+    n_degenerate: int
+    cluster: np.ndarray           # [M] k-means cluster of each kernel
+    cohesion: np.ndarray          # [n_clusters]
+    sizes: np.ndarray             # [n_clusters]
+
+    def clearest(self, n: int = 4, min_fraction: float = 0.02) -> list[int]:
+        """The `n` most cohesive clusters among those holding at least `min_fraction` of the kernels."""
+        big = np.flatnonzero(self.sizes >= min_fraction * self.sizes.sum())
+        return big[np.argsort(-self.cohesion[big], kind="stable")][:n].tolist()
+
+
+def kernel_pca(kernels, n_components: int = 3, n_clusters: int = 8, seed: int = 0) -> KernelPCA:
+    """Centre each kernel and scale it to unit length (§4.1), then PCA and k-means on the result.
+
+    Unit length makes the PCA see shapes, not magnitudes; k-means (seeded) only serves to
+    name and sample the visible clusters.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    from .preprocess import centre_normalise, degenerate_mask
+
+    arr = np.asarray(kernels, dtype=np.float64)
+    flat = arr.reshape(len(arr), -1)
+    bad = degenerate_mask(flat)
+    keep = np.flatnonzero(~bad)
+    if len(keep) < max(n_components, n_clusters):
+        raise ValueError(f"only {len(keep)} usable kernels ({int(bad.sum())} degenerate); "
+                         f"need at least {max(n_components, n_clusters)} for {n_components} components "
+                         f"and {n_clusters} clusters")
+    unit = centre_normalise(flat[keep])
+    pca = PCA(n_components=n_components, random_state=seed).fit(unit)
+    km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(unit)
+    labels = km.labels_
+    cohesion = np.zeros(n_clusters)
+    sizes = np.bincount(labels, minlength=n_clusters)
+    for c in range(n_clusters):
+        members = unit[labels == c]
+        mean = members.mean(axis=0)
+        norm = np.linalg.norm(mean)
+        cohesion[c] = float((members @ (mean / norm)).mean()) if norm > 0 else 0.0
+    return KernelPCA(pca.transform(unit), pca.explained_variance_ratio_, pca.components_, keep,
+                     int(bad.sum()), labels, cohesion, sizes)
+
+
+_CLUSTER_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+                    "#666666", "#1f78b4", "#b2df8a", "#fb9a99", "#cab2d6"]
+
+
+def cluster_colour(c: int) -> str:
+    """Colour of k-means cluster c (k-means clusters are not classes, so not the class palette)."""
+    return _CLUSTER_COLOURS[c % len(_CLUSTER_COLOURS)]
+
+
+def pca_figure(result: KernelPCA, kernels, cluster_names: dict | None = None, n_clusters_shown: int = 4,
+               per_cluster: int = 6, seed: int = 0, title: str | None = None, max_points: int = 20000) -> Figure:
+    """Figure 4 (static): 3-D PCA scatter coloured by k-means cluster, and beside it random
+    kernels of the `n_clusters_shown` clearest clusters."""
+    arr = _as_kernels(kernels)
+    rng = np.random.default_rng(seed)
+    names = cluster_names or {}
+    fig = Figure(figsize=(13, 6.2), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1.25, 1], wspace=0.02)
+    ax = left.add_subplot(projection="3d")
+    show = np.arange(len(result.coords))
+    if len(show) > max_points:
+        show = np.sort(rng.choice(show, max_points, replace=False))
+    ax.scatter(*result.coords[show, :3].T, c=[cluster_colour(c) for c in result.cluster[show]],
+               s=4, alpha=0.6, linewidths=0)
+    ev = result.explained_variance_ratio
+    for setter, i in ((ax.set_xlabel, 0), (ax.set_ylabel, 1), (ax.set_zlabel, 2)):
+        setter(f"PC{i + 1} ({100 * ev[i]:.1f}% var.)", fontsize=8)
+    ax.tick_params(labelsize=6)
+    handles = []
+    from matplotlib.lines import Line2D
+    for c in np.argsort(-result.sizes):
+        lab = f"C{c}: {names.get(int(c), '')} (n={int(result.sizes[c])})".replace(":  (", " (")
+        handles.append(Line2D([], [], marker="o", ls="", color=cluster_colour(int(c)), label=lab))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 1.0), frameon=False)
+    left.suptitle(f"PCA of {len(result.coords)} centred unit-length kernels "
+                  f"({100 * ev[:3].sum():.1f}% of variance in 3 PCs)", fontsize=9)
+    shown = result.clearest(n_clusters_shown)
+    rows = []
+    for c in shown:
+        members = result.index[result.cluster == c]
+        pick = np.sort(rng.choice(members, min(per_cluster, len(members)), replace=False))
+        name = f"\n{names[c]}" if names.get(c) else ""
+        rows.append((f"C{c}{name}\ncohesion {result.cohesion[c]:.2f}", arr[pick]))
+    if rows:
+        _rows_into(right, rows, per_cluster, False, DIVERGING, [cluster_colour(c) for c in shown])
+    right.suptitle(f"random kernels of the {len(rows)} most cohesive clusters", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _hover_values(kernel: np.ndarray, scale: float = 100.0) -> str:
+    """A kernel as rows of weights ×scale, aligned for a monospace hover box."""
+    return "<br>".join(" ".join(f"{v:+5.0f}" for v in row) for row in np.round(kernel * scale) + 0.0)
+
+
+def pca_scatter_html(result: KernelPCA, kernels, meta: pd.DataFrame, cluster_names: dict | None = None,
+                     title: str = "PCA of depthwise kernels", max_points: int = 20000, seed: int = 0):
+    """Figure 4 (interactive): plotly 3-D scatter; hovering a point shows its model, layer,
+    channel and the kernel's weights ×100 laid out as the kernel. `meta` holds one row per
+    input kernel (columns model, layer, channel at least)."""
+    import plotly.graph_objects as go
+
+    arr = _as_kernels(kernels)
+    for col in ("model", "layer", "channel"):
+        if col not in meta.columns:
+            raise ValueError(f"meta needs a {col!r} column (got {list(meta.columns)})")
+    if len(meta) != len(arr):
+        raise ValueError(f"{len(arr)} kernels but {len(meta)} metadata rows")
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(result.coords))
+    if len(rows) > max_points:
+        rows = np.sort(rng.choice(rows, max_points, replace=False))
+    names = cluster_names or {}
+    ev = result.explained_variance_ratio
+    fig = go.Figure()
+    for c in np.argsort(-result.sizes):
+        sel = rows[result.cluster[rows] == c]
+        src = result.index[sel]
+        m = meta.iloc[src]
+        hover = [f"<b>{mo}</b><br>layer {la}, channel {ch}<br>weights ×100:<br>{_hover_values(arr[i])}"
+                 for mo, la, ch, i in zip(m["model"], m["layer"], m["channel"], src)]
+        label = f"C{c} {names.get(int(c), '')} (n={int(result.sizes[c])})"
+        fig.add_trace(go.Scatter3d(x=result.coords[sel, 0], y=result.coords[sel, 1], z=result.coords[sel, 2],
+                                   mode="markers", name=label, text=hover, hovertemplate="%{text}<extra></extra>",
+                                   marker=dict(size=2.5, color=cluster_colour(int(c)), opacity=0.7)))
+    fig.update_layout(title=title, hoverlabel=dict(font_family="monospace", font_size=11),
+                      scene=dict(xaxis_title=f"PC1 ({100 * ev[0]:.1f}%)", yaxis_title=f"PC2 ({100 * ev[1]:.1f}%)",
+                                 zaxis_title=f"PC3 ({100 * ev[2]:.1f}%)"),
+                      legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=40, b=0))
+    return fig
+
+
+# ----------------------------------------------------------------------------- proportions, activation
+
+def class_proportions(labels: pd.DataFrame, by: str, class_col: str = "class", include=None) -> pd.DataFrame:
+    """Fraction of kernels of each class within each group of `by` (rows: groups, columns: classes).
+
+    Fractions are of *all* kernels of the group, so with unclustered kernels left out (the
+    paper's convention) a bar does not reach 1.
+    """
+    for col in (by, class_col):
+        if col not in labels.columns:
+            raise ValueError(f"labels need a {col!r} column (got {list(labels.columns)})")
+    counts = pd.crosstab(labels[by], labels[class_col])
+    frac = counts.div(counts.sum(axis=1), axis=0)
+    cols = ordered_classes(frac.columns if include is None else [c for c in frac.columns if c in include])
+    return frac[cols]
+
+
+def stacked_proportions(props: pd.DataFrame, title: str | None = None, xlabel: str = "layer",
+                        ylabel: str = "proportion of kernels", horizontal: bool = False,
+                        legend_title: str = "class") -> Figure:
+    """Figures 7/8/11/28/33–38: stacked bars of class proportions, one bar per row of `props`."""
+    if props.empty:
+        raise ValueError("no proportions to plot")
+    if not np.isfinite(props.to_numpy(dtype=float)).all():
+        raise ValueError("proportions hold NaN/inf")
+    n = len(props)
+    width = max(6.0, 0.32 * n + 3.0) if not horizontal else 8.0
+    height = 4.2 if not horizontal else max(2.5, 0.35 * n + 1.5)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    pos = np.arange(n)
+    base = np.zeros(n)
+    for c in props.columns:
+        vals = props[c].to_numpy(dtype=float)
+        kw = dict(color=class_color(c), label=class_label(c), edgecolor="white", linewidth=0.3)
+        if horizontal:
+            ax.barh(pos, vals, left=base, **kw)
+        else:
+            ax.bar(pos, vals, bottom=base, **kw)
+        base += vals
+    ticks = [str(i) for i in props.index]
+    if horizontal:
+        ax.set_yticks(pos, ticks, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(ylabel)
+        ax.set_ylabel(xlabel)
+        ax.set_xlim(0, 1)
+    else:
+        ax.set_xticks(pos, ticks, fontsize=7, rotation=0 if n <= 40 else 90)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.6, n - 0.4)
+    ax.legend(title=legend_title, fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5),
+              frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def total_activation_boxes(table: pd.DataFrame, class_col: str = "class", value_col: str = "total_activation",
+                           title: str | None = None) -> Figure:
+    """Figure 10: box plots of the total activation (sum of weights) of the kernels of each class."""
+    for col in (class_col, value_col):
+        if col not in table.columns:
+            raise ValueError(f"table needs a {col!r} column (got {list(table.columns)})")
+    vals = table[value_col].to_numpy(dtype=float)
+    if not np.isfinite(vals).all():
+        raise ValueError(f"{value_col} holds NaN/inf; drop degenerate kernels first")
+    classes = ordered_classes(table[class_col].unique())
+    if not classes:
+        raise ValueError("no classes to plot")
+    fig = Figure(figsize=(max(5.0, 0.9 * len(classes) + 1.5), 4.2), layout="constrained")
+    ax = fig.subplots()
+    data = [table.loc[table[class_col] == c, value_col].to_numpy(dtype=float) for c in classes]
+    box = ax.boxplot(data, patch_artist=True, showfliers=True, widths=0.6,
+                     flierprops=dict(markersize=2, alpha=0.4), medianprops=dict(color="black"))
+    for patch, c in zip(box["boxes"], classes):
+        patch.set_facecolor(class_color(c))
+        patch.set_alpha(0.85)
+    ax.axhline(0.0, color="black", lw=0.6, ls="--")
+    ax.set_xticks(np.arange(1, len(classes) + 1),
+                  [f"{class_label(c)}\n(n={len(d)})" for c, d in zip(classes, data)], fontsize=7, rotation=30,
+                  ha="right")
+    ax.set_ylabel("total activation (sum of weights)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def centroid_figure(centroids, counts, title: str | None = None, names=None) -> Figure:
+    """Appendix N: k-means centroids of 3×3 kernels with the number of kernels in each cluster."""
+    cents = _as_kernels(centroids)
+    counts = np.asarray(counts)
+    if len(counts) != len(cents):
+        raise ValueError(f"{len(cents)} centroids but {len(counts)} counts")
+    total = counts.sum()
+    caps = [f"n={int(n)} ({100 * n / total:.1f}%)" for n in counts]
+    titles = [f"{names[i]}" if names is not None else f"cluster {i}" for i in range(len(cents))]
+    return kernel_grid(cents, titles=titles, captions=caps, ncols=min(5, len(cents)), title=title, cell=1.5)
