@@ -212,20 +212,35 @@ def _quantization(builder, scale, zero_point, dimension=0):
     return tflite.QuantizationParametersEnd(builder)
 
 
-def _depthwise_model(weight_q, w_scale, w_zero, io, stride, dilation, out_scale) -> bytes:
+def _depthwise_model(*args, external=False) -> bytes:
     """One quantised DEPTHWISE_CONV_2D (SAME padding): input [1, 8, 8, C] -> output, weight [1, kh, kw, C].
 
-    `io` = (tensor type, numpy dtype, input scale, zero point) shared by input and output.
+    With `external`, the weights follow the flatbuffer at a 64-aligned file offset (the >2 GB layout);
+    the offset field has a fixed width, so a first build gives the flatbuffer's size.
     """
+    if not external:
+        return _flatbuffer(*args)
+    offset = -(-len(_flatbuffer(*args, weights_at=1)) // 64) * 64
+    flat = _flatbuffer(*args, weights_at=offset)
+    return flat + bytes(offset - len(flat)) + args[0].tobytes()
+
+
+def _flatbuffer(weight_q, w_scale, w_zero, io, stride, dilation, out_scale, weights_at=0) -> bytes:
+    """`io` = (tensor type, numpy dtype, input scale, zero point), shared by input and output."""
     type_, _, in_scale, io_zero = io
     channels = weight_q.shape[-1]
     builder = flatbuffers.Builder(4096)
     data = [b"", weight_q.tobytes(), np.zeros(channels, np.int32).tobytes()]
     buffers = []
-    for blob in data:
-        blob = builder.CreateByteVector(blob)
+    for index, blob in enumerate(data):
+        external = weights_at and index == 1
+        vector = None if external else builder.CreateByteVector(blob)
         tflite.BufferStart(builder)
-        tflite.BufferAddData(builder, blob)
+        if external:
+            tflite.BufferAddOffset(builder, weights_at)
+            tflite.BufferAddSize(builder, len(blob))
+        else:
+            tflite.BufferAddData(builder, vector)
         buffers.append(tflite.BufferEnd(builder))
     out_shape = [1, -(-8 // stride[0]), -(-8 // stride[1]), channels]
     specs = [  # name, shape, type, buffer, quantisation
@@ -312,7 +327,7 @@ def test_quantised_depthwise_weights_are_dequantised_exactly(tmp_path, io, per_c
     else:
         w_scale, w_zero = np.array([0.0123], np.float32), np.array([119])
     path = tmp_path / "dw.tflite"
-    path.write_bytes(_depthwise_model(weight_q, w_scale, w_zero, io, stride, dilation, out_scale=0.05))
+    path.write_bytes(_depthwise_model(weight_q, w_scale, w_zero, io, stride, dilation, 0.05))
 
     (layer,) = tflite_layers(path)
     expected = (weight_q.astype(np.float64) - w_zero.astype(np.float64)) * w_scale.astype(np.float64)
@@ -339,6 +354,35 @@ def test_quantised_depthwise_weights_are_dequantised_exactly(tmp_path, io, per_c
     got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).astype(np.int64) - io_zero
     expected_q = np.round(reference.permute(0, 2, 3, 1).numpy() / out_scale)
     assert got.shape == expected_q.shape and np.abs(got - expected_q).max() <= 1
+
+
+def test_weights_stored_after_the_flatbuffer_are_read(tmp_path):
+    """Models over 2 GB keep buffers outside the flatbuffer, addressed by file offset and size."""
+    rng = np.random.default_rng(4)
+    weight_q = rng.integers(-127, 128, (1, 5, 5, 4), dtype=np.int8)
+    args = (weight_q, np.full(4, 0.01, np.float32), np.zeros(4, np.int64), INT8, (1, 1), (1, 1), 0.05)
+    inline = tflite_layers(_write(tmp_path / "inline.tflite", _depthwise_model(*args)))
+    path = _write(tmp_path / "external.tflite", _depthwise_model(*args, external=True))
+    assert weight_q.tobytes() not in path.read_bytes()[:-weight_q.nbytes]  # only after the flatbuffer
+    (layer,) = tflite_layers(path)
+    np.testing.assert_array_equal(layer.weight, inline[0].weight)
+    x = rng.integers(-128, 128, (1, 8, 8, 4), dtype=np.int8)
+    outputs = []
+    for blob in (_depthwise_model(*args), path.read_bytes()):  # the runtime reads both files alike
+        interpreter = _interpreter(model_content=blob)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(*outputs)
+    _write(path, path.read_bytes()[:-1])
+    with pytest.raises(CorruptFileError, match="past the end of the file"):
+        tflite_layers(path)
+
+
+def _write(path, blob):
+    path.write_bytes(blob)
+    return path
 
 
 def test_corrupt_files_name_the_file(tmp_path, real):

@@ -18,7 +18,7 @@ from tflite.BuiltinOptions import BuiltinOptions
 from tflite.DimensionType import DimensionType
 from tflite.SparseIndexVector import SparseIndexVector
 from tflite.TensorType import TensorType
-from tflite.utils import opcode2name
+from tflite.utils import BUILTIN_OPCODE2NAME
 
 from ..errors import CorruptFileError, KernelsLibError, WeightsUnavailableError
 from ..records import ConvLayer
@@ -106,6 +106,9 @@ class _Reader:
         else:  # [O, kh, kw, I] -> [O, I, kh, kw]; I < C means a grouped conv
             torch_weight = weight.transpose(0, 3, 1, 2)
             in_channels = known_c if known_c > 0 else torch_weight.shape[1]
+            if in_channels % torch_weight.shape[1]:
+                raise CorruptFileError(f"{self.path}: conv {name!r} has {in_channels} input channels, "
+                                       f"not a multiple of its filters' depth {torch_weight.shape[1]}")
             groups = in_channels // torch_weight.shape[1]
         return ConvLayer(name=prefix + name, weight=np.array(torch_weight, dtype=np.float32, order="C"),
                          in_channels=int(in_channels), groups=int(groups),
@@ -121,7 +124,7 @@ class _Reader:
         if op is not None:
             code = self.codes[op.OpcodeIndex()]
             if code not in (Op.DEQUANTIZE, Op.DENSIFY):
-                kind = "custom" if code == Op.CUSTOM else opcode2name(code)
+                kind = BUILTIN_OPCODE2NAME.get(code, f"builtin #{code}")
                 raise WeightsUnavailableError(
                     f"{self.path}: conv weight {_name(graph.Tensors(index))!r} is computed at run time "
                     f"by a {kind} op, so its values are not stored in the file")
