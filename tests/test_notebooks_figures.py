@@ -1,0 +1,40 @@
+"""The figure notebooks run headlessly under papermill on the smoke profile; assert on the JSON they record."""
+import json
+
+import numpy as np
+import pytest
+
+from kernels_lib import dog, pipeline
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(name, tmp_path, **parameters):
+    out = tmp_path / "figures"
+    params = {**pipeline.default_parameters("smoke", out, tmp_path / "db"), **parameters}
+    [path] = pipeline.list_notebooks(only=name)
+    pipeline.run_notebook(path, params, tmp_path / "build", progress=False)
+    return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
+
+
+def _all_png(files):
+    for f in files:
+        with open(f, "rb") as fh:
+            assert fh.read(8) == PNG_MAGIC, f
+
+
+@pytest.mark.slow
+def test_02_dog_family_on_5x5(tmp_path):
+    result, out = _run("02_dog_family", tmp_path, kernel_size=5, n_synthetic=120, seed=1)
+    bank = dog.template_bank(5)
+    assert result["kernel_size"] == 5
+    assert result["n_templates"] == len(bank.classes)
+    assert result["squares_in_bank"] is True                      # squares belong to 5×5 kernels only
+    assert result["template_counts"] == {c: bank.classes.count(c) for c in dict.fromkeys(bank.classes)}
+    assert result["cross_centre_values"] == pytest.approx([2.0] * len(result["cross_sigmas"]))
+    assert sum(result["synthetic_counts"].values()) == 120
+    files = result["figures"]
+    assert {"fig01", "fig12", "fig13", "fig15", "fig17"} <= set(files)
+    assert files["fig13"].endswith("fig13_dog_diagram_5x5.png")
+    _all_png(files.values())
+    assert all(str(out) in f for f in files.values())             # written where the parameters said
