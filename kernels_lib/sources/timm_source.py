@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import timm
 import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from safetensors import SafetensorError
 from timm.models import (
     get_arch_pretrained_cfgs,
     get_deprecated_models,
@@ -76,9 +78,10 @@ def _canonical(name: str) -> tuple[str, str]:
 
 
 def pretrained_tags(name: str) -> list[str]:
-    """Full names ("arch.tag") of the pretrained weights timm has for the architecture of `name`."""
-    arch = split_model_name_tag(name)[0]
-    return list_pretrained(arch + ".*")
+    """Full names ("arch.tag") of the pretrained weights timm has for the architecture of `name`,
+    timm's default (what an untagged name loads) first."""
+    cfgs = get_arch_pretrained_cfgs(split_model_name_tag(name)[0])
+    return [full for full, cfg in cfgs.items() if cfg.hf_hub_id or cfg.url]
 
 
 def resolve_timm_name(name: str, pretrained: bool = True) -> str:
@@ -231,7 +234,7 @@ def create_timm_model(name: str, pretrained: bool = True, seed: int | None = Non
         try:
             with _hub_offline():
                 return timm.create_model(full_name, pretrained=True, **hub_kwargs).eval()
-        except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
             raise CorruptFileError(
                 f"cached weights {cached} of {full_name!r} could not be loaded ({exc}); "
                 "delete the file and download it again"
