@@ -204,6 +204,23 @@ def test_computed_weight_is_an_error_not_a_silent_skip(tmp_path):
         onnx_layers(_save(tmp_path, nodes, [], name="input.onnx", inputs=inputs))
 
 
+def test_left_out_convolutions_are_reported(tmp_path):
+    """1-D convolutions and ConvInteger nodes cannot become 2-D float kernels: warned about, not dropped silently."""
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9]),
+              helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 4, 9]),
+              helper.make_tensor_value_info("xq", TensorProto.UINT8, [1, 4, 9, 9])]
+    initializers = [numpy_helper.from_array(np.ones(shape, dtype), name) for name, shape, dtype in [
+        ("w2d", (4, 1, 3, 3), np.float32), ("w1d", (4, 1, 3), np.float32), ("wq", (4, 1, 3, 3), np.uint8)]]
+    nodes = [helper.make_node("Conv", ["s", "w1d"], ["y1"], name="conv1d", group=4),
+             helper.make_node("ConvInteger", ["xq", "wq"], ["yq"], name="conv_integer", group=4),
+             helper.make_node("Conv", ["x", "w2d"], ["y2"], name="conv2d", group=4)]
+    with pytest.warns(UserWarning) as caught:
+        layers = onnx_layers(_save(tmp_path, nodes, initializers, inputs=inputs))
+    assert [layer.name for layer in layers] == ["conv2d"]
+    messages = " ".join(str(w.message) for w in caught)
+    assert "conv1d" in messages and "conv_integer" in messages
+
+
 def test_corrupt_files_name_the_file(tmp_path, real):
     random = tmp_path / "random.onnx"
     random.write_bytes(np.random.default_rng(0).bytes(4096))

@@ -315,7 +315,8 @@ INT8 = (tflite.TensorType.INT8, np.int8, 0.05, 0)
 UINT8 = (tflite.TensorType.UINT8, np.uint8, 0.05, 128)
 
 
-@pytest.mark.parametrize("io, per_channel", [(INT8, True), (UINT8, False)], ids=["int8-per-channel", "uint8-per-tensor"])
+@pytest.mark.parametrize("io, per_channel", [(INT8, True), (UINT8, False)],
+                         ids=["int8-per-channel", "uint8-per-tensor"])
 def test_quantised_depthwise_weights_are_dequantised_exactly(tmp_path, io, per_channel):
     rng = np.random.default_rng(3)
     _, dtype, in_scale, io_zero = io

@@ -19,16 +19,12 @@ from onnx import numpy_helper
 from ..errors import CorruptFileError, WeightsUnavailableError
 from ..records import ConvLayer
 
-#: Quantised convolutions whose float weights cannot be recovered from the file alone.
-_UNREAD_CONV_OPS = ("ConvInteger",)
-
-
 def onnx_layers(path) -> list[ConvLayer]:
     """Every 2-D `Conv` (and `QLinearConv`) node of the ONNX file at `path`, in graph order.
 
     Nodes inside control-flow subgraphs (If/Loop/Scan bodies) are listed where their parent
     node stands. Weights come back as float32 in PyTorch layout [out, in/groups, kh, kw].
-    1-D and 3-D convolutions are left out with a warning.
+    1-D and 3-D convolutions and `ConvInteger` nodes are left out with a warning.
     """
     path = Path(path)
     model = _load(path)
@@ -38,8 +34,8 @@ def onnx_layers(path) -> list[ConvLayer]:
         warnings.warn(f"{path}: left out {len(reader.not_2d)} convolution(s) that are not 2-D: "
                       f"{reader.not_2d[:5]}", stacklevel=2)
     if reader.unread:
-        warnings.warn(f"{path}: {len(reader.unread)} {'/'.join(_UNREAD_CONV_OPS)} node(s) not read "
-                      f"(their float weights depend on scales stored elsewhere): {reader.unread[:5]}",
+        warnings.warn(f"{path}: {len(reader.unread)} ConvInteger node(s) not read (their weights are "
+                      f"integers whose scale is applied by later nodes): {reader.unread[:5]}",
                       stacklevel=2)
     return reader.layers
 
@@ -76,7 +72,7 @@ class _GraphReader:
         for node in graph.node:
             if node.op_type in ("Conv", "QLinearConv") and node.domain in ("", "ai.onnx"):
                 self._conv(node, scope)
-            elif node.op_type in _UNREAD_CONV_OPS:
+            elif node.op_type == "ConvInteger":
                 self.unread.append(_node_name(node))
             for attr in node.attribute:
                 for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
