@@ -228,6 +228,21 @@ def counts(path_or_dir, **filters) -> pd.DataFrame:
     return count_table(read_kernels(path_or_dir, columns=["model", "weights_tag", "kh", "kw"], **filters))
 
 
+def counts_summary(path_or_dir, **filters) -> dict:
+    """Counts of a database as plain data (for a notebook's results JSON): totals per kernel size,
+    per model and size, and degenerate kernels per size."""
+    table = read_kernels(path_or_dir, columns=["model", "weights_tag", "kh", "kw", "degenerate"], **filters)
+    size = table["kh"].astype(str) + "x" + table["kw"].astype(str)
+    ident = table["model"] + "." + table["weights_tag"]
+    return {
+        "total": int(len(table)),
+        "by_size": {k: int(v) for k, v in size.value_counts().sort_index().items()},
+        "degenerate_by_size": {k: int(v) for k, v in size[table["degenerate"]].value_counts().sort_index().items()},
+        "by_model": {m: {k: int(v) for k, v in size[ident == m].value_counts().sort_index().items()}
+                     for m in sorted(ident.unique())},
+    }
+
+
 # -- extraction of a model set -----------------------------------------------------------------
 
 def default_output_dir(set_name: str) -> Path:

