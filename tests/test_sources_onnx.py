@@ -189,6 +189,24 @@ def test_constant_chains_quantised_weights_and_subgraphs(tmp_path):
     assert not layers[2].is_depthwise and layers[2].groups == 1
 
 
+def test_conv_inside_a_model_local_function(tmp_path):
+    weight = np.random.default_rng(2).standard_normal((4, 1, 3, 3)).astype(np.float32)
+    block = helper.make_function("local", "Block", ["x", "w"], ["y"],
+                                 [helper.make_node("Conv", ["x", "w"], ["y"], name="inner", group=4)],
+                                 opset_imports=[helper.make_opsetid("", 19)])
+    graph = helper.make_graph([helper.make_node("Block", ["x", "w"], ["y"], domain="local", name="block0")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, _NCHW)],
+                              [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, functions=[block],
+                              opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("local", 1)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, tmp_path / "f.onnx")
+    (layer,) = onnx_layers(tmp_path / "f.onnx")
+    assert layer.is_depthwise and layer.name.startswith("inner")
+    np.testing.assert_array_equal(layer.weight, weight)
+
+
 def test_computed_weight_is_an_error_not_a_silent_skip(tmp_path):
     w = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w")
     two = numpy_helper.from_array(np.array(2.0, np.float32), "two")

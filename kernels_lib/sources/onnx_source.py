@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.inliner
 from onnx import numpy_helper
 
 from ..errors import CorruptFileError, WeightsUnavailableError
@@ -22,8 +23,8 @@ from ..records import ConvLayer
 def onnx_layers(path) -> list[ConvLayer]:
     """Every 2-D `Conv` (and `QLinearConv`) node of the ONNX file at `path`, in graph order.
 
-    Nodes inside control-flow subgraphs (If/Loop/Scan bodies) are listed where their parent
-    node stands. Weights come back as float32 in PyTorch layout [out, in/groups, kh, kw].
+    Nodes inside control-flow subgraphs (If/Loop/Scan bodies) and model-local functions are
+    listed where their parent node stands. Weights come back as float32 in PyTorch layout [out, in/groups, kh, kw].
     1-D and 3-D convolutions and `ConvInteger` nodes are left out with a warning.
     """
     path = Path(path)
@@ -51,7 +52,8 @@ def _load(path: Path) -> onnx.ModelProto:
             "check that the file is complete and really an .onnx file") from exc
     if model.ir_version == 0 or not model.HasField("graph"):
         raise CorruptFileError(f"{path} is not an ONNX model: it has no IR version or no graph")
-    return model
+    # Convs inside model-local functions (e.g. torch.onnx's dynamo export) are only seen once inlined.
+    return onnx.inliner.inline_local_functions(model) if model.functions else model
 
 
 class _GraphReader:
