@@ -108,11 +108,31 @@ def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | st
     }
 
 
+class ParametersCellError(KernelsLibError, ValueError):
+    """A `parameters` cell line that papermill cannot read: its value would silently never be set."""
+
+
 def declared_parameters(path: Path | str) -> set[str]:
-    """Names assigned in the notebook's cell tagged `parameters`."""
+    """Names assigned in the notebook's cell tagged `parameters`; every `name = ...` line must parse.
+
+    papermill skips a line it cannot parse (e.g. a comment holding "="), so a parameter passed
+    from the command line would be ignored without a word: refuse that instead.
+    """
+    import nbformat
     import papermill
 
-    return set(papermill.inspect_notebook(str(path)))
+    names = set(papermill.inspect_notebook(str(path)))
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if "parameters" not in cell.metadata.get("tags", []):
+            continue
+        for line in cell.source.splitlines():
+            match = re.match(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=(?!=)", line)
+            if match and match.group(1) not in names:
+                raise ParametersCellError(
+                    f"{Path(path).name}: papermill cannot read the parameters line {line.strip()!r}; "
+                    "write it as `name = literal  # comment` with no '=' inside the comment")
+    return names
 
 
 def run_notebook(path: Path | str, parameters: dict, build_dir: Path | str, cwd: Path | str | None = None,

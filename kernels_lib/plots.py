@@ -264,7 +264,7 @@ def _rows_into(fig, rows, ncols, shared_scale, cmap, row_colors=None, col_titles
                 ax.set_yticks([])
                 for s in ax.spines.values():
                     s.set_visible(False)
-                if c == 0:
+                if c == 0 and str(label):  # a labelled row without kernels says so; an unlabelled one is a spacer
                     ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=7, color="grey",
                             transform=ax.transAxes)
         axes[r, 0].set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8,
@@ -292,27 +292,59 @@ def kernel_rows(rows, ncols: int | None = None, title: str | None = None, shared
     return fig
 
 
+#: An empty, unlabelled row: aligns rows of two panels (e.g. one model's regular and depthwise layers).
+SPACER = ("", np.zeros((0, 1, 1)))
+
+
 def regular_vs_depthwise(regular_rows, depthwise_rows, title: str | None = None, ncols: int = 8,
                          regular_title: str = "(i) regular convolutions",
                          depthwise_title: str = "(ii) depthwise convolutions") -> Figure:
-    """Figure 2: random kernels of regular (left) and depthwise (right) convolutions, one row per layer."""
+    """Figure 2: random kernels of regular (left) and depthwise (right) convolutions, one row per layer.
+
+    The shorter panel is padded at the bottom; put `SPACER` rows in to align rows by model.
+    """
     regular_rows, depthwise_rows = list(regular_rows), list(depthwise_rows)
     if not regular_rows or not depthwise_rows:
         raise ValueError("need at least one row of regular and one of depthwise kernels")
     nrows = max(len(regular_rows), len(depthwise_rows))
-    cell = 0.75
-    fig = Figure(figsize=(2 * (1.9 + cell * ncols), cell * nrows + 0.9), layout="constrained")
+    cell = 0.8
+    fig = Figure(figsize=(2 * (2.2 + cell * ncols), cell * nrows + 0.9), layout="constrained")
     left, right = fig.subfigures(1, 2, wspace=0.04)
     for sub, rows, name in ((left, regular_rows, regular_title), (right, depthwise_rows, depthwise_title)):
-        padded = rows + [("", np.zeros((0, 1, 1)))] * (nrows - len(rows))
+        padded = rows + [SPACER] * (nrows - len(rows))
         axes = _rows_into(sub, padded, ncols, False, DIVERGING)
-        for r in range(len(rows), nrows):
-            for ax in axes[r]:
-                ax.set_axis_off()
+        for r, (label, ks) in enumerate(padded):
+            if not str(label) and len(ks) == 0:
+                for ax in axes[r]:
+                    ax.set_axis_off()
         sub.suptitle(name, fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+def layer_rows(layers, per_row: int = 8, max_rows: int = 6, seed: int = 0, prefix: str = "",
+               first_is_stem: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Random kernels of up to `max_rows` layers evenly spread over `layers` (each a `records.ConvLayer`).
+
+    Each row is (label, up to `per_row` kernels [n, kh, kw]) drawn without replacement from all
+    out×in/groups kernels of one layer. Labels read "<prefix>layer i/N (k×k)"; with
+    `first_is_stem` the first layer is marked as the stem (it sees the RGB image).
+    """
+    layers = list(layers)
+    if not layers:
+        return []
+    rng = np.random.default_rng(seed)
+    pick = np.unique(np.round(np.linspace(0, len(layers) - 1, min(max_rows, len(layers)))).astype(int))
+    rows = []
+    for i in pick:
+        layer = layers[i]
+        kh, kw = layer.kernel_size
+        flat = np.asarray(layer.weight, dtype=np.float64).reshape(-1, kh, kw)
+        idx = np.sort(rng.choice(len(flat), min(per_row, len(flat)), replace=False))
+        stem = ", stem" if first_is_stem and i == 0 else ""
+        rows.append((f"{prefix}layer {i + 1}/{len(layers)}\n({kh}×{kw}{stem})", flat[idx]))
+    return rows
 
 
 # ----------------------------------------------------------------------------- DoG family
@@ -436,6 +468,20 @@ def kernel_pca(kernels, n_components: int = 3, n_clusters: int = 8, seed: int = 
         cohesion[c] = float((members @ (mean / norm)).mean()) if norm > 0 else 0.0
     return KernelPCA(pca.transform(unit), pca.explained_variance_ratio_, pca.components_, keep,
                      int(bad.sum()), labels, cohesion, sizes)
+
+
+def cluster_template_names(result: KernelPCA, kernels, bank=None) -> dict[int, str]:
+    """Name each k-means cluster by the analytic template nearest to its mean direction
+    ("≈ On-centre DoG (cos 0.93)"), using `dog.template_bank` of the kernels' size."""
+    from . import dog
+    from .preprocess import centre_normalise
+
+    arr = np.asarray(kernels, dtype=np.float64)
+    unit = centre_normalise(arr[result.index].reshape(len(result.index), -1))
+    bank = bank if bank is not None else dog.template_bank(arr.shape[1])
+    means = np.stack([unit[result.cluster == c].mean(axis=0) for c in range(len(result.sizes))])
+    match = dog.nearest_template(means.reshape(-1, *arr.shape[1:]), bank)
+    return {c: f"≈ {class_label(str(match.merged[c]))} (cos {match.cosine[c]:.2f})" for c in range(len(means))}
 
 
 _CLUSTER_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",

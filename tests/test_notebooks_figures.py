@@ -38,3 +38,23 @@ def test_02_dog_family_on_5x5(tmp_path):
     assert files["fig13"].endswith("fig13_dog_diagram_5x5.png")
     _all_png(files.values())
     assert all(str(out) in f for f in files.values())             # written where the parameters said
+
+
+@pytest.mark.slow
+def test_03_kernel_gallery_on_smoke(tmp_path):
+    from kernels_lib import zoo
+
+    result, out = _run("03_kernel_gallery", tmp_path, rows_per_model=2, per_row=4)
+    trained = [e.id for e in zoo.load_model_set("smoke").entries if e.seed is None]
+    assert result["trained_models"] == sorted(trained) and result["failed"] == {}
+    assert len(result["figure2_models"]) == 3
+    # In the smoke models the only regular conv with a k×k kernel (k >= 3) is the stem.
+    assert len(result["regular_rows"]) == 3 and all("stem" in r for r in result["regular_rows"])
+    assert len(result["depthwise_rows"]) == 3 * 2
+    assert "mobilenetv2_100\nlayer 17/17\n(3×3)" in result["depthwise_rows"]   # MobileNetV2 has 17 depthwise layers
+    assert set(result["kernels_per_row"]["depthwise"]) == {4}
+    assert result["control"] == {"model": "face_detection_short_range", "trained": "mediapipe==0.10.21",
+                                 "twin": "random-init-seed0"}
+    assert result["large_kernels"] == 0 and "fig27" not in result["figures"]
+    assert set(result["figures"]) == {"fig02", "control"}
+    _all_png(result["figures"].values())

@@ -92,3 +92,17 @@ def test_main_reports_failure_with_exit_status(notebooks, tmp_path, capsys):
     assert status == 1
     err = capsys.readouterr().err
     assert "02_fails.ipynb" in err and "ValueError: the kernel database is empty" in err
+
+
+def test_unreadable_parameters_line_is_refused(tmp_path):
+    path = tmp_path / "05_bad.ipynb"
+    _write(path, "kernel_size = 7  # k = 5 or 7\nseed = 0", "pass")
+    with pytest.raises(pipeline.ParametersCellError, match="kernel_size = 7"):
+        pipeline.declared_parameters(path)
+
+
+def test_every_shipped_notebook_declares_readable_parameters():
+    for path in pipeline.list_notebooks():
+        names = pipeline.declared_parameters(path)
+        assert names, f"{path.name} has no parameters cell"
+        assert "results_dir" in names, f"{path.name} cannot be told where to record its results"
