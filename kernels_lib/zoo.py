@@ -60,7 +60,6 @@ class Entry:
     model: str
     weights_tag: str
     source: str
-    file: str = ""
     paper: tuple = ()
 
     @property
@@ -180,8 +179,8 @@ def _entry(raw, where: str, seed_override, checkpoints) -> Entry:
     if kind == "state_dict" and spec["model"] in checkpoints:
         spec["path"] = str(checkpoints[spec["model"]])
     paper = _paper_rows(spec.get("paper"), where)
-    model, tag, source, file = _naming(kind, spec, where)
-    return Entry(kind=kind, spec=spec, model=model, weights_tag=tag, source=source, file=file, paper=paper)
+    model, tag, source = _naming(kind, spec, where)
+    return Entry(kind=kind, spec=spec, model=model, weights_tag=tag, source=source, paper=paper)
 
 
 def _paper_rows(rows, where) -> tuple:
@@ -199,8 +198,8 @@ def _twin_tag(seed) -> str:
     return f"random-init-seed{seed}"
 
 
-def _naming(kind, spec, where) -> tuple[str, str, str, str]:
-    """(model, weights_tag, source, file) of an entry, known without loading anything."""
+def _naming(kind, spec, where) -> tuple[str, str, str]:
+    """(model, weights_tag, source) of an entry, known without loading anything."""
     from .sources import wheels
 
     seed = spec.get("seed")
@@ -212,7 +211,7 @@ def _naming(kind, spec, where) -> tuple[str, str, str, str]:
         if seed is not None and tag:
             raise ModelSetError(f"{where}: a random-init twin (seed {seed}) takes an architecture without a "
                                 f"pretrained tag: use name {arch!r}")
-        return arch, tag or _twin_tag(seed), "timm", ""
+        return arch, tag or _twin_tag(seed), "timm"
     if kind == "wheel":
         if spec["key"] not in wheels.WHEEL_MODELS:
             close = difflib.get_close_matches(spec["key"], list(wheels.WHEEL_MODELS), n=3, cutoff=0.4)
@@ -220,14 +219,14 @@ def _naming(kind, spec, where) -> tuple[str, str, str, str]:
                                 f"known: {sorted(wheels.WHEEL_MODELS)}")
         wheel_model = wheels.WHEEL_MODELS[spec["key"]]
         if seed is not None:
-            return wheel_model.timm_name, _twin_tag(seed), "timm", ""
-        return wheel_model.timm_name, wheel_model.weights_tag, "wheel", wheel_model.member
+            return wheel_model.timm_name, _twin_tag(seed), "timm"
+        return wheel_model.timm_name, wheel_model.weights_tag, "wheel"
     if kind in ("onnx", "tflite"):
         if spec["package"] not in wheels.WHEELS:
             raise ModelSetError(f"{where}: no pinned wheel {spec['package']!r}; known: {sorted(wheels.WHEELS)}")
         model = spec.get("model") or Path(spec["member"]).stem
         tag = _twin_tag(seed) if seed is not None else wheels.WHEELS[spec["package"]].requirement
-        return model, tag, kind, spec["member"]
+        return model, tag, kind
     # state_dict
     path = spec.get("path")
     if seed is not None:
@@ -235,7 +234,7 @@ def _naming(kind, spec, where) -> tuple[str, str, str, str]:
     else:
         tag = spec.get("tag") or (Path(path).name if path else "user-checkpoint")
     source = "timm" if seed is not None and spec.get("arch") else "state_dict"
-    return spec["model"], tag, source, path or ""
+    return spec["model"], tag, source
 
 
 # -- turning an entry into conv layers --------------------------------------------------------
@@ -248,49 +247,55 @@ def _needs_checkpoint(entry: Entry) -> WeightsUnavailableError:
         f"(Python: load_model_set(name, checkpoints={{{entry.model!r}: path}}))")
 
 
+def _uses_timm_init(entry: Entry) -> bool:
+    """Twins of torch architectures start from the architecture's own timm initialisation."""
+    return entry.seed is not None and (entry.kind in ("timm", "wheel") or bool(entry.spec.get("arch")))
+
+
 def resolve(entry: Entry) -> Resolved:
     """Load an entry's model and return its conv layers (network order) with the names of its kernel file."""
-    from .sources import twins, wheels
-
-    seed = entry.seed
-    kind = entry.kind
-    if kind in ("timm", "wheel") or (kind == "state_dict" and seed is not None and entry.spec.get("arch")):
+    kind, seed, spec = entry.kind, entry.seed, entry.spec
+    if _uses_timm_init(entry):
         from .sources.module import conv_layers
         from .sources.timm_source import create_timm_model
 
-        if seed is not None:
-            model = create_timm_model(entry.model if kind != "state_dict" else entry.spec["arch"],
-                                      pretrained=False, seed=seed)
-        elif kind == "timm":
-            model = create_timm_model(entry.spec["name"], pretrained=True)
-        else:
-            model = wheels.load_wheel_model(entry.spec["key"])
-        layers = conv_layers(model)
+        layers = conv_layers(create_timm_model(spec.get("arch") or entry.model, pretrained=False, seed=seed))
+    elif kind == "timm":
+        from .sources.module import conv_layers
+        from .sources.timm_source import create_timm_model
+
+        layers = conv_layers(create_timm_model(spec["name"], pretrained=True))
+    elif kind == "wheel":
+        from .sources.module import conv_layers
+        from .sources.wheels import load_wheel_model
+
+        layers = conv_layers(load_wheel_model(spec["key"]))
     elif kind in ("onnx", "tflite"):
-        path = wheels.wheel_file(entry.spec["package"], entry.spec["member"])
+        from .sources.wheels import wheel_file
+
         if kind == "onnx":
             from .sources.onnx_source import onnx_layers as read
         else:
             from .sources.tflite_source import tflite_layers as read
-        layers = read(path)
-        if seed is not None:
-            layers = twins.reinit_layers(layers, seed)
+        layers = read(wheel_file(spec["package"], spec["member"]))
     else:
-        if not entry.spec.get("path"):
+        if not spec.get("path"):
             raise _needs_checkpoint(entry)
-        if not Path(entry.spec["path"]).is_file():
-            raise WeightsUnavailableError(f"{entry.label}: checkpoint file {entry.spec['path']} does not exist; "
+        if not Path(spec["path"]).is_file():
+            raise WeightsUnavailableError(f"{entry.label}: checkpoint file {spec['path']} does not exist; "
                                           f"give the path of the file with --checkpoint {entry.model}=PATH")
         from .sources.state_dict import state_dict_layers
 
         model = None
-        if entry.spec.get("arch"):
+        if spec.get("arch"):
             from .sources.timm_source import create_timm_model
 
-            model = create_timm_model(entry.spec["arch"], pretrained=False, seed=0)
-        layers = state_dict_layers(entry.spec["path"], model)
-        if seed is not None:
-            layers = twins.reinit_layers(layers, seed)
+            model = create_timm_model(spec["arch"], pretrained=False)
+        layers = state_dict_layers(spec["path"], model)
+    if seed is not None and not _uses_timm_init(entry):
+        from .sources.twins import reinit_layers
+
+        layers = reinit_layers(layers, seed)
     return Resolved(layers, entry.model, entry.weights_tag, entry.source)
 
 
@@ -326,7 +331,7 @@ def provenance_files(entry: Entry) -> list[dict]:
     """Name and sha256 of the weights file behind an entry (empty for timm-initialised twins)."""
     from .sources import wheels
 
-    if entry.seed is not None and entry.kind in ("timm", "wheel"):
+    if _uses_timm_init(entry):
         return []
     if entry.kind == "timm":
         return _timm_hub_file(entry.spec["name"])
@@ -347,10 +352,9 @@ def library_versions(entry: Entry) -> dict:
     """Versions of the libraries whose code shapes an entry's layers (architecture, parser, initialiser)."""
     import importlib.metadata as md
 
-    names = {"timm": ["timm", "torch"], "wheel": ["timm", "torch"], "onnx": ["onnx"],
-             "tflite": ["tflite"], "state_dict": ["torch"]}[entry.kind]
+    names = {"onnx": {"onnx"}, "tflite": {"tflite"}, "state_dict": {"torch"}}.get(entry.kind, {"timm", "torch"})
+    if entry.spec.get("arch"):
+        names = {"timm", "torch"}
     if entry.seed is not None:
-        names = sorted(set(names) | {"torch"})
-    if entry.kind == "state_dict" and entry.spec.get("arch"):
-        names = ["timm", "torch"]
-    return {name: md.version(name) for name in names}
+        names = names | {"torch"}
+    return {name: md.version(name) for name in sorted(names)}
