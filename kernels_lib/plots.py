@@ -507,7 +507,7 @@ def pca_figure(result: KernelPCA, kernels, cluster_names: dict | None = None, n_
     if len(show) > max_points:
         show = np.sort(rng.choice(show, max_points, replace=False))
     ax.scatter(*result.coords[show, :3].T, c=[cluster_colour(c) for c in result.cluster[show]],
-               s=4, alpha=0.6, linewidths=0)
+               s=10 if len(show) <= 5000 else 3, alpha=0.75, linewidths=0)
     ev = result.explained_variance_ratio
     for setter, i in ((ax.set_xlabel, 0), (ax.set_ylabel, 1), (ax.set_zlabel, 2)):
         setter(f"PC{i + 1} ({100 * ev[i]:.1f}% var.)", fontsize=8)

@@ -9,9 +9,20 @@ from kernels_lib import dog, pipeline
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _run(name, tmp_path, **parameters):
+@pytest.fixture(scope="session")
+def smoke_db(tmp_path_factory):
+    """The smoke set's kernel database (what notebook 01 writes), built once: db_dir/smoke/*.parquet."""
+    from kernels_lib import store, zoo
+
+    db_dir = tmp_path_factory.mktemp("db")
+    report = store.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
+    assert not report.failed, report.failed
+    return db_dir
+
+
+def _run(name, tmp_path, db_dir=None, **parameters):
     out = tmp_path / "figures"
-    params = {**pipeline.default_parameters("smoke", out, tmp_path / "db"), **parameters}
+    params = {**pipeline.default_parameters("smoke", out, db_dir or tmp_path / "db"), **parameters}
     [path] = pipeline.list_notebooks(only=name)
     pipeline.run_notebook(path, params, tmp_path / "build", progress=False)
     return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
@@ -58,3 +69,27 @@ def test_03_kernel_gallery_on_smoke(tmp_path):
     assert result["large_kernels"] == 0 and "fig27" not in result["figures"]
     assert set(result["figures"]) == {"fig02", "control"}
     _all_png(result["figures"].values())
+
+
+@pytest.mark.slow
+def test_04_pca_of_trained_5x5_kernels(tmp_path, smoke_db):
+    result, out = _run("04_pca", tmp_path, smoke_db, kernel_size=5, n_clusters=6, seed=2)
+    # the smoke set's only trained 5×5 kernels: PP-OCR's text-orientation classifier, 800 of them
+    assert result["selection"] == "trained"
+    assert result["models"] == ["ch_ppocr_mobile_v2.0_cls_mobile"] and result["n_kernels"] == 800
+    assert result["n_used"] + result["n_degenerate"] == 800 == sum(result["cluster_sizes"]) + result["n_degenerate"]
+    ev = result["explained_variance_ratio"]
+    assert len(ev) == 3 and ev == sorted(ev, reverse=True) and 0 < sum(ev) < 1
+    assert len(result["cluster_names"]) == 6 and 1 <= len(result["clearest"]) <= 4
+    assert all(-1 <= c <= 1 for c in result["cluster_cohesion"])
+    _all_png([result["figures"]["fig04"], result["figures"]["components"]])
+    html = open(result["figures"]["fig04_html"]).read()
+    assert "ch_ppocr_mobile_v2.0_cls_mobile" in html and "channel" in html
+
+
+@pytest.mark.slow
+def test_04_pca_says_when_it_falls_back_to_untrained_kernels(tmp_path, smoke_db):
+    result, _ = _run("04_pca", tmp_path, smoke_db, kernel_size=7, n_clusters=4, max_points=500)
+    # no trained 7×7 kernels in the smoke set: the random-init ConvNeXtV2-atto (1,840 7×7 kernels) is used, and said so
+    assert result["selection"] == "random-init (no trained 7×7 kernels in this set)"
+    assert result["models"] == ["convnextv2_atto"] and result["n_kernels"] == 1840
