@@ -62,6 +62,11 @@ def test_selection_without_loading_everything(tmp_path):
     assert len(five) == 16 + 6 and set(five.kh) == {5} and set(five.model) == {"b"}
     assert len(store.read_kernels(tmp_path, kernel_sizes=[(7, 7), 3])) == 2 * (8 + 4)
     assert len(store.read_kernels(tmp_path, include_degenerate=False)) == len(both) - 2
+    meta, fives = store.read_kernel_array(tmp_path, 5, include_degenerate=False, columns=["model", "module"])
+    reference = store.read_kernels(tmp_path, kernel_sizes=[5], include_degenerate=False)
+    np.testing.assert_array_equal(fives, kernel_array(reference))
+    assert meta.columns.tolist() == ["model", "module"] and meta.module.tolist() == reference.module.tolist()
+    assert store.read_kernel_array(tmp_path, 9)[1].shape == (0, 9, 9)
     empty = store.read_kernels(tmp_path, models=["nobody"])
     assert len(empty) == 0 and list(empty.columns) == KERNEL_COLUMNS
     counts = store.counts(tmp_path)
