@@ -27,7 +27,7 @@ DIVERGING = "RdBu_r"
 
 #: Merged classes in the order figures list them (paper §5), then the catch-alls.
 CLASS_ORDER = ["on", "off", "on-cross", "off-cross", "1st-derivative", "2nd-derivative",
-               "on-square", "off-square", "other", "unclustered"]
+               "on-square", "off-square", "other", "unclustered", "degenerate"]
 
 #: Readable names of the classes.
 CLASS_LABELS = {
@@ -41,6 +41,7 @@ CLASS_LABELS = {
     "off-square": "Off-square",
     "other": "Other",
     "unclustered": "Unclustered",
+    "degenerate": "Degenerate (constant)",
 }
 
 #: One colour per class, used by every figure: warm for "on" patterns, cool for "off".
@@ -55,6 +56,7 @@ PALETTE = {
     "off-square": "#5d6d7e",
     "other": "#a6a6a6",
     "unclustered": "#e5e5e5",
+    "degenerate": "#4d4d4d",
 }
 
 
@@ -579,25 +581,12 @@ def pca_scatter_html(result: KernelPCA, kernels, meta: pd.DataFrame, cluster_nam
 
 # ----------------------------------------------------------------------------- proportions, activation
 
-def class_proportions(labels: pd.DataFrame, by: str, class_col: str = "class", include=None) -> pd.DataFrame:
-    """Fraction of kernels of each class within each group of `by` (rows: groups, columns: classes).
-
-    Fractions are of *all* kernels of the group, so with unclustered kernels left out (the
-    paper's convention) a bar does not reach 1.
-    """
-    for col in (by, class_col):
-        if col not in labels.columns:
-            raise ValueError(f"labels need a {col!r} column (got {list(labels.columns)})")
-    counts = pd.crosstab(labels[by], labels[class_col])
-    frac = counts.div(counts.sum(axis=1), axis=0)
-    cols = ordered_classes(frac.columns if include is None else [c for c in frac.columns if c in include])
-    return frac[cols]
-
-
 def stacked_proportions(props: pd.DataFrame, title: str | None = None, xlabel: str = "layer",
                         ylabel: str = "proportion of kernels", horizontal: bool = False,
                         legend_title: str = "class") -> Figure:
-    """Figures 7/8/11/28/33–38: stacked bars of class proportions, one bar per row of `props`."""
+    """Figures 7/8/11/28/33–38: stacked bars of class proportions, one bar per row of `props`
+    (rows: layers or models, columns: classes, as `analysis.layer_proportions` /
+    `analysis.model_proportions` give them; drop "unclustered" for the paper's bars)."""
     if props.empty:
         raise ValueError("no proportions to plot")
     if not np.isfinite(props.to_numpy(dtype=float)).all():
