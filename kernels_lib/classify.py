@@ -173,14 +173,15 @@ class CurveIndex:
 
 
 def default_blocks(m: int) -> tuple[int, int]:
-    """Block sizes that roughly balance the work of the three stages for M codes.
+    """(codes per fine block, fine blocks per coarse block) for M codes.
 
     Per kernel the search costs about M/(fine·coarse) coarse anchors + 2·coarse fine anchors
-    (float32) + 2·fine codes (float64, twice the price).
+    (float32) + 2·fine codes (float64), plus a fixed cost per group of kernels sharing a fine
+    anchor, which favours fine blocks somewhat longer than the arithmetic alone would (measured
+    on 10,000 codes, 7×7 kernels).
     """
-    fine = max(2, int(round((m / 8) ** (1 / 3))))
-    coarse = max(2, int(round(1.5 * fine)))
-    return fine, coarse
+    root = m ** (1 / 3)
+    return max(2, int(round(0.75 * root))), max(2, int(round(0.6 * root)))
 
 
 _LAMBDA_GRID = np.linspace(0.0, 1.0, 257)[1:-1]
@@ -593,7 +594,11 @@ def classify(
     if bad.any() and on_degenerate == "raise":
         _unit_rows(xm, "kernels")  # raises, naming the rows
     good = np.flatnonzero(~bad)
-    xu = xm[good] / norms[good, None]
+    if len(good) == len(xm):
+        xu = xm / norms[:, None]
+    else:
+        xu = xm[good]
+        xu /= norms[good, None]
 
     if method == "reference":
         idx, sim = _reference(xu, ix.unit, 1024, np.float64, progress)
@@ -722,9 +727,11 @@ def synthetic_curve(m: int, d: int, seed: int = 0, harmonics: int = 8) -> np.nda
     return path / np.linalg.norm(path, axis=1, keepdims=True)
 
 
-def kernels_near_curve(curve: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarray:
-    """n unit vectors: random points of the curve plus isotropic Gaussian noise of norm ≈ noise."""
+def kernels_near_curve(curve: np.ndarray, n: int, noise, seed: int = 0) -> np.ndarray:
+    """n unit vectors: random points of the curve plus isotropic Gaussian noise of norm ≈ noise
+    (a number, or one per kernel)."""
     rng = np.random.default_rng(seed)
     m, d = curve.shape
-    x = curve[rng.integers(0, m, n)] + noise * rng.standard_normal((n, d)) / math.sqrt(d)
+    scale = np.broadcast_to(np.asarray(noise, dtype=np.float64), (n,))[:, None]
+    x = curve[rng.integers(0, m, n)] + scale * rng.standard_normal((n, d)) / math.sqrt(d)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
