@@ -228,7 +228,7 @@ def classify_database(db, autoencoder_dirs: dict | None = None, thresholds: dict
     data/autoencoders); thresholds: {kernel size: dissimilarity} (default the paper's, 0.2 for
     5×5 and 0.3 for 7×7). method: "fast" (exact, pruned search) or "reference" (brute force).
     kmeans_clusters: classes of the 3×3 k-means (None leaves 3×3 kernels out). Kernels of other
-    sizes are left out. Returns one row per kernel with `RESULT_COLUMNS`.
+    sizes are left out. Returns one row per kernel with `RESULT_COLUMNS`, in database order.
     """
     from tqdm.auto import tqdm
 
@@ -250,10 +250,11 @@ def classify_database(db, autoencoder_dirs: dict | None = None, thresholds: dict
     if len(table) == 0:
         raise AnalysisError(f"no {', '.join(f'{k}×{k}' for k in sizes)} kernels in the database "
                             f"(models={models}, weights_tags={weights_tags})")
+    table = table.reset_index(drop=True)
     meta_cols = ["model", "weights_tag", "source", "layer", "module", "depth", "channel", "kh", "kw"]
     parts = []
     for k in tqdm(sizes, desc="classify sizes", disable=not progress):
-        sub = table[table.kh == k].reset_index(drop=True)
+        sub = table[table.kh == k]
         if not len(sub):
             continue
         kernels = np.stack(sub["kernel"].to_numpy()).astype(np.float32).reshape(len(sub), k, k)
@@ -264,8 +265,10 @@ def classify_database(db, autoencoder_dirs: dict | None = None, thresholds: dict
             clf = autoencoder_classifier(autoencoder_dirs[k], thresholds.get(k))
             rows = clf.classify(kernels, search=method, progress=progress)
             rows.insert(0, "clustering", AUTOENCODER)
+        rows.index = sub.index
         parts.append(pd.concat([sub[meta_cols], rows, sub[["total_activation", "norm"]]], axis=1))
-    out = pd.concat(parts, ignore_index=True)[RESULT_COLUMNS]
+    # back in database order (file, then layer and channel), whatever the size
+    out = pd.concat(parts).sort_index().reset_index(drop=True)[RESULT_COLUMNS]
     return out.astype({"layer": "int32", "channel": "int32", "kh": "int16", "kw": "int16", "prototype": "int64"})
 
 

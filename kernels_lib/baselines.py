@@ -147,15 +147,16 @@ def evaluate(classifier: PrototypeClassifier, kernels, true_classes, random_kern
 
 def compare(train, test, test_classes, random_kernels, n_clusters=KMEANS_SIZES, seed: int = 0,
             threshold: float | None = None, min_similarity: float = MIN_SIMILARITY, autoencoder_kwargs=None,
-            progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+            n_codes: int = spectrum.CLASSIFY_CODES, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Autoencoder path vs k-means with each K in `n_clusters`, trained on `train`, scored on `test`.
 
+    autoencoder_kwargs go to `autoencoder.train`; n_codes is the number of decoded codes.
     Returns (summary: one row per method, per_class: one row per method and class, classifiers
     by method name).
     """
     classifiers = {}
     clf, _ = autoencoder_path(train, seed=seed, threshold=threshold, min_similarity=min_similarity,
-                              progress=progress, **(autoencoder_kwargs or {}))
+                              n_codes=n_codes, progress=progress, **(autoencoder_kwargs or {}))
     classifiers[AUTOENCODER] = clf
     for k in n_clusters:
         km = kmeans_baseline(train, int(k), seed=seed, threshold=threshold, min_similarity=min_similarity)

@@ -1,0 +1,198 @@
+"""Database classification and the tables built from it: counts, proportions, paper numbers, files."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from kernels_lib import analysis, dog, spectrum
+from kernels_lib.analysis import PrototypeClassifier
+from kernels_lib.autoencoder import train
+from kernels_lib.preprocess import centre_normalise, to_hyperplane
+from kernels_lib.records import ConvLayer, kernel_table
+
+LITE0_TABLE3 = 61.08   # "EfficientNet lite0 ra" in the paper's Table 3
+LOOSE = {5: 0.7, 7: 0.8}
+
+
+def template_classifier(k=7, threshold=0.3):
+    """Prototypes = the DoG-family templates (no shifts), labelled with their fine class."""
+    bank = dog.template_bank(k, shifts=(0.0,))
+    coords = to_hyperplane(bank.kernels.reshape(len(bank.classes), -1))
+    return PrototypeClassifier("templates", (k, k), coords, np.array(bank.classes), threshold), bank
+
+
+def test_prototype_classifier_labels_flags_degenerate_and_never_nan():
+    clf, bank = template_classifier()
+    syn = dog.synthetic_bank(7, 400, snr=8.0, seed=3)
+    kernels = np.concatenate([syn.kernels, np.full((2, 7, 7), 0.25, np.float32),
+                              np.full((1, 7, 7), np.nan, np.float32)])
+    out = clf.classify(kernels)
+    assert len(out) == len(kernels)
+    deg = out["degenerate"].to_numpy()
+    assert deg.tolist()[-3:] == [True] * 3 and deg.sum() == 3
+    assert (out.loc[deg, "label"] == analysis.DEGENERATE).all() and not out.loc[deg, "clustered"].any()
+    # missing, not NaN: the nullable column says "no value" and nothing numeric is invented
+    assert out["dissimilarity"].isna().sum() == 3 and out["code"].isna().all()
+    d = out.loc[~deg, "dissimilarity"].to_numpy(dtype=float)
+    assert np.isfinite(d).all() and (d >= 0).all() and (d <= 2).all()
+    np.testing.assert_array_equal(out.loc[~deg, "clustered"].to_numpy(), d < 0.3)
+    assert (out.loc[~deg & ~out["clustered"], "label"] == analysis.UNCLUSTERED).all()
+    # clean-ish DoG-family kernels mostly land on a template of their own merged class
+    hit = out.loc[~deg, "merged"].to_numpy() == syn.merged
+    assert hit.mean() > 0.8
+    # the dissimilarity is exactly 1 − cos with the winning prototype
+    unit = to_hyperplane(centre_normalise(syn.kernels.reshape(400, -1)))
+    cos = np.einsum("ij,ij->i", unit, clf.prototypes[out["prototype"].to_numpy()[:400]])
+    np.testing.assert_allclose(1 - cos, d, atol=1e-9)
+
+
+def test_prototype_classifier_refuses_bad_input():
+    clf, _ = template_classifier()
+    with pytest.raises(analysis.AnalysisError, match=r"expected kernels \[N, 7, 7\]"):
+        clf.classify(np.zeros((3, 5, 5)))
+    with pytest.raises(analysis.AnalysisError, match="search"):
+        clf.classify(np.zeros((3, 7, 7)), search="quick")
+    with pytest.raises(analysis.AnalysisError, match="threshold"):
+        PrototypeClassifier("x", (7, 7), clf.prototypes, clf.labels, 0.0)
+    with pytest.raises(analysis.AnalysisError, match="labels"):
+        PrototypeClassifier("x", (7, 7), clf.prototypes, clf.labels[:3], 0.3)
+
+
+@pytest.fixture(scope="module")
+def autoencoders(tmp_path_factory):
+    """Tiny 5×5 and 7×7 autoencoders with hand-written label files (structure, not quality)."""
+    root = tmp_path_factory.mktemp("ae")
+    dirs = {}
+    for k in (5, 7):
+        bank = dog.synthetic_bank(k, 400, snr=8.0, seed=k)
+        ae = train(bank.kernels, hidden=(32, 16), max_epochs=6, lr=3e-3, batch_size=32, progress=False, seed=0)
+        dirs[k] = ae.save(root / f"{k}x{k}")
+        spectrum.write_labels(dirs[k] / spectrum.LABEL_FILE, [
+            {"start": 0.0, "end": 0.3, "label": "on"}, {"start": 0.3, "end": 0.5, "label": "on-dx"},
+            {"start": 0.6, "end": 1.0, "label": "off"}])
+    return dirs
+
+
+def fake_model(name, tag, seed=0):
+    """A model with depthwise layers of 3×3, 5×5 and 7×7, some kernels constant (degenerate)."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (k, c) in enumerate([(3, 40), (5, 24), (5, 16), (7, 12)]):
+        syn = dog.synthetic_bank(k, c, snr=4.0, seed=seed + i).kernels if k > 3 else rng.standard_normal((c, 3, 3))
+        w = np.asarray(syn, np.float32)[:, None]
+        if k == 5 and i == 1:
+            w[:3] = 0.5          # three constant kernels
+        layers.append(ConvLayer(f"blocks.{i}.dw", w, in_channels=c, groups=c))
+    layers.insert(0, ConvLayer("stem", rng.standard_normal((8, 3, 3, 3)).astype(np.float32), 3, 1))
+    return kernel_table(layers, name, tag, "module")
+
+
+@pytest.fixture(scope="module")
+def results(autoencoders):
+    table = pd.concat([fake_model("efficientnet_lite0", "ra_in1k"),
+                       fake_model("tf_efficientnet_lite0", "random-init-seed0", seed=5),
+                       fake_model("tf_efficientnet_lite0", "wheel.pth", seed=9)], ignore_index=True)
+    # loose thresholds: these tiny autoencoders are for structure, and some kernels must cluster
+    return analysis.classify_database(table, autoencoders, thresholds=LOOSE, kmeans_clusters=4, progress=False), table
+
+
+def test_classify_database_one_row_per_kernel_methods_apart(results, autoencoders):
+    res, table = results
+    assert list(res.columns) == analysis.RESULT_COLUMNS
+    assert len(res) == len(table)                                   # every depthwise kernel, no stem
+    assert res.groupby("kh")["clustering"].unique().map(list).to_dict() == {
+        3: ["kmeans"], 5: ["autoencoder"], 7: ["autoencoder"]}
+    assert res.loc[res.kh == 5, "threshold"].eq(0.7).all() and res.loc[res.kh == 7, "threshold"].eq(0.8).all()
+    assert res.loc[res.kh == 3, ["code", "dissimilarity", "threshold"]].isna().all().all()
+    # three constant kernels per model, all degenerate, labelled so and never clustered
+    assert res["degenerate"].sum() == 9 and (res.loc[res.degenerate, "merged"] == "degenerate").all()
+    ae = res[(res.clustering == "autoencoder") & ~res.degenerate]
+    np.testing.assert_array_equal(ae["clustered"], ae["dissimilarity"].to_numpy(float) < ae["threshold"].to_numpy(float))
+    assert set(ae.loc[ae.clustered, "label"]) <= {"on", "on-dx", "off", "other"}
+    assert ae.loc[ae.clustered & (ae.label == "on-dx"), "merged"].eq("1st-derivative").all()
+    codes = ae["code"].to_numpy(float)
+    assert ((codes >= 0) & (codes <= 1)).all()
+    # reference search agrees with the fast one
+    assert 0 < ae["clustered"].sum() < len(ae)
+    ref = analysis.classify_database(table, autoencoders, thresholds=LOOSE, method="reference", kmeans_clusters=None,
+                                     progress=False)
+    fast = res[res.clustering == "autoencoder"].reset_index(drop=True)
+    pd.testing.assert_series_equal(ref["label"], fast["label"])
+    np.testing.assert_allclose(ref["dissimilarity"].to_numpy(float, na_value=-1),
+                               fast["dissimilarity"].to_numpy(float, na_value=-1), atol=1e-12)
+
+
+def test_clustered_fraction_counts_and_paper_numbers(results):
+    res, _ = results
+    table = analysis.clustered_fraction(res)
+    assert len(table) == 6                                          # 3 weights × {5×5, 7×7}
+    for row in table.itertuples():
+        sub = res[(res.model == row.model) & (res.weights_tag == row.weights_tag) & (res.kh == row.kh)]
+        assert row.n_kernels == len(sub) and row.n_clustered == sub.clustered.sum()
+        assert row.clustered_pct == pytest.approx(100 * sub.clustered.sum() / (~sub.degenerate).sum())
+    paper5 = table[(table.model == "efficientnet_lite0") & (table.kh == 5)].iloc[0]
+    assert paper5.paper_pct == LITE0_TABLE3 and "lite0" in paper5.paper_row
+    assert table[(table.model == "efficientnet_lite0") & (table.kh == 7)].paper_pct.isna().all()  # not in Table 4
+    other = table[(table.weights_tag == "wheel.pth") & (table.kh == 5)].iloc[0]
+    assert np.isnan(other.paper_pct) and f"{LITE0_TABLE3:.2f}" in other.paper_related
+    twin = table[table.weights_tag == "random-init-seed0"]
+    assert twin.random_init.all() and (twin.paper_related == "").all()
+    with pytest.raises(analysis.AnalysisError, match="no 'spectral' rows"):
+        analysis.clustered_fraction(res, clustering="spectral")
+
+
+def test_layer_and_model_proportions_sum_to_one(results):
+    res, _ = results
+    with pytest.raises(analysis.AnalysisError, match="several weights"):
+        analysis.layer_proportions(res, "tf_efficientnet_lite0")
+    props = analysis.layer_proportions(res, "tf_efficientnet_lite0", "wheel.pth")
+    assert props.index.tolist() == [1, 2, 3]                       # the 5×5 and 7×7 layers (3×3 is k-means)
+    np.testing.assert_allclose(props.sum(axis=1), 1.0)
+    assert props.loc[1, "degenerate"] == pytest.approx(3 / 24)
+    assert list(props.columns)[-2:] == ["unclustered", "degenerate"]
+    only5 = analysis.layer_proportions(res, "efficientnet_lite0", kernel_size=5)
+    assert only5.index.tolist() == [1, 2]
+    km = analysis.layer_proportions(res, "efficientnet_lite0", clustering="kmeans")
+    assert km.index.tolist() == [0] and km.sum(axis=1).iloc[0] == pytest.approx(1.0)
+    mp = analysis.model_proportions(res, kernel_size=5)
+    assert len(mp) == 3 and np.allclose(mp.sum(axis=1), 1.0)
+    sub = res[(res.model == "efficientnet_lite0") & (res.kh == 5)]
+    assert mp.loc["efficientnet_lite0.ra_in1k", "unclustered"] == pytest.approx((sub.merged == "unclustered").mean())
+
+
+def test_activation_by_class_matches_the_rows(results):
+    res, table = results
+    stats = analysis.activation_by_class(res)
+    clustered = res[(res.clustering == "autoencoder") & res.clustered]
+    assert stats["n"].sum() == len(clustered)
+    for row in stats.itertuples():
+        vals = clustered.loc[clustered.merged == row[1], "total_activation"]
+        assert row.mean == pytest.approx(vals.mean()) and row.median == pytest.approx(vals.median())
+    # total activation is the DB's column, joined row by row
+    np.testing.assert_allclose(res["total_activation"].to_numpy(),
+                               table[table.kh.isin([3, 5, 7])]["total_activation"].to_numpy())
+
+
+def test_results_file_round_trip_is_atomic(results, tmp_path):
+    res, _ = results
+    path = analysis.write_results(res, tmp_path / "set" / analysis.RESULTS_FILE)
+    assert [p.name for p in path.parent.iterdir()] == [analysis.RESULTS_FILE]   # no temporary left
+    back = analysis.read_results(path)
+    pd.testing.assert_frame_equal(back, res, check_dtype=False)
+    assert back["dissimilarity"].isna().sum() == res["dissimilarity"].isna().sum()
+    with pytest.raises(analysis.AnalysisError, match="lack columns"):
+        analysis.write_results(res.drop(columns=["label"]), tmp_path / "x.parquet")
+    with pytest.raises(analysis.AnalysisError, match="notebook 07"):
+        analysis.read_results(tmp_path / "missing.parquet")
+
+
+def test_missing_label_file_and_empty_selection_say_what_to_do(autoencoders, tmp_path):
+    from kernels_lib.autoencoder import Autoencoder
+
+    assert analysis.autoencoder_classifier(autoencoders[7]).threshold == 0.3     # the paper's, by default
+    assert analysis.autoencoder_classifier(autoencoders[5]).threshold == 0.2
+    bare = Autoencoder.load(autoencoders[7]).save(tmp_path / "7x7")
+    with pytest.raises(analysis.AnalysisError, match="label_spectrum"):
+        analysis.autoencoder_classifier(bare)
+    with pytest.raises(analysis.AnalysisError, match="no 5×5, 7×7"):
+        analysis.classify_database(fake_model("m", "t").iloc[:0], {5: autoencoders[5], 7: autoencoders[7]},
+                                   kmeans_clusters=None, progress=False)
