@@ -21,13 +21,13 @@ user checkpoint: pass it as ``checkpoints={model: path}`` (CLI: ``--checkpoint M
 from __future__ import annotations
 
 import difflib
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import yaml
 
+from .cache import sha256_file
 from .errors import KernelsLibError, WeightsUnavailableError
 from .records import ConvLayer
 
@@ -297,14 +297,6 @@ def resolve(entry: Entry) -> Resolved:
 
         layers = reinit_layers(layers, seed)
     return Resolved(layers, entry.model, entry.weights_tag, entry.source)
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _timm_hub_file(name: str) -> list[dict]:

