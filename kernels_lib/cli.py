@@ -102,8 +102,19 @@ def run_list(args) -> int:
     return 0
 
 
+def add_figures(sub) -> None:
+    from . import pipeline
+
+    p = sub.add_parser("figures", help="re-run every numbered notebook with papermill and regenerate figures/",
+                       description="Re-execute notebooks/NN_*.ipynb in order (executed copies go to the build "
+                                   "folder, never over the sources); a failing cell stops the run and names "
+                                   "the notebook and the error.")
+    pipeline.add_arguments(p)
+    p.set_defaults(func=pipeline.run_from_args)
+
+
 #: Sub-command registrars, in the order `--help` lists them; each adds a sub-parser with `func`.
-COMMANDS = [add_extract, add_list]
+COMMANDS = [add_extract, add_list, add_figures]
 
 
 def build_parser() -> argparse.ArgumentParser:
