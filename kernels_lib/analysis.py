@@ -201,22 +201,77 @@ def autoencoder_classifier(autoencoder, threshold: float | None = None, labels=N
 # ---------------------------------------------------------------------------------------------
 
 def _kmeans_rows(kernels: np.ndarray, n_clusters: int, seed: int) -> pd.DataFrame:
-    """3×3 kernels through `classify.kmeans_3x3` (Appendix N), in the result row layout.
+    """3×3 kernels of one model through `classify.kmeans_3x3` (Appendix N), in the result row layout.
 
     Every non-degenerate kernel is clustered (k-means has no threshold); `prototype` is the
     cluster id (by decreasing size) and `label` the cluster's name. k-means measures Euclidean
-    distance in min-max space, not 1 − cos, so `code`, `dissimilarity` and `threshold` stay missing.
+    distance in min-max space, not 1 − cos, so `code`, `dissimilarity` and `threshold` stay
+    missing. A model with fewer usable kernels than clusters cannot be clustered: its kernels
+    are "unclustered".
     """
-    fit = classify.kmeans_3x3(kernels, n_classes=n_clusters, seed=seed)
     n = len(kernels)
-    label = fit.label.astype(str)
     missing = np.ones(n, dtype=bool)
+    degenerate = classify.minmax_encode(kernels)[1]
+    if (~degenerate).sum() < n_clusters:
+        label = np.where(degenerate, DEGENERATE, UNCLUSTERED).astype(str)
+        prototype, clustered = np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
+    else:
+        fit = classify.kmeans_3x3(kernels, n_classes=n_clusters, seed=seed)
+        label, prototype, clustered, degenerate = fit.label.astype(str), fit.code_index, fit.clustered, fit.degenerate
     return pd.DataFrame({
-        "prototype": fit.code_index, "code": _with_missing(np.zeros(n), missing),
+        "prototype": prototype, "code": _with_missing(np.zeros(n), missing),
         "dissimilarity": _with_missing(np.zeros(n), missing), "threshold": _with_missing(np.zeros(n), missing),
         "label": label, "merged": np.array([merged_label(v) for v in label], dtype=str),
-        "clustered": fit.clustered, "degenerate": fit.degenerate,
+        "clustered": clustered, "degenerate": degenerate,
     })
+
+
+def _kernels_of_size(db, k: int, models=None, weights_tags=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """(metadata rows, kernels [N, k, k]) of the k×k kernels of a kernel table or database path."""
+    from . import store
+
+    if not isinstance(db, pd.DataFrame):
+        return store.read_kernel_array(db, k, models=models, weights_tags=weights_tags)
+    table = db
+    for col, values in (("model", models), ("weights_tag", weights_tags)):
+        if values is not None:
+            table = table[table[col].isin([values] if isinstance(values, str) else list(values))]
+    table = table[(table.kh == k) & (table.kw == k)].reset_index(drop=True)
+    if not len(table):
+        return table, np.zeros((0, k, k), np.float32)
+    return table, np.stack(table["kernel"].to_numpy()).astype(np.float32).reshape(len(table), k, k)
+
+
+def training_kernels(db, kernel_size: int, models=None, include_random_init: bool = False):
+    """(metadata rows, kernels [N, k, k]) to train an autoencoder on: the trained k×k kernels of a database.
+
+    Random-init twins are the untrained control and stay out unless asked; degenerate kernels
+    stay in (training drops and counts them).
+    """
+    meta, kernels = _kernels_of_size(db, int(kernel_size), models)
+    keep = np.ones(len(meta), dtype=bool) if include_random_init else \
+        ~meta["weights_tag"].str.startswith(RANDOM_INIT_PREFIX).to_numpy()
+    if not keep.any():
+        raise AnalysisError(f"no trained {kernel_size}×{kernel_size} kernels in the database "
+                            f"({len(meta)} of random-init twins); pick another model set or kernel size, "
+                            "or train on a synthetic bank")
+    return meta[keep].reset_index(drop=True), kernels[keep]
+
+
+def training_config(directory) -> dict:
+    """The hyper-parameters an autoencoder directory was trained with (config + provenance), to train
+    another one the same way: hidden, negative_slope, lr, batch_size, max_epochs, patience, min_delta."""
+    import json
+
+    root = Path(directory)
+    try:
+        config = json.loads((root / "config.json").read_text())
+        prov = json.loads((root / "provenance.json").read_text())
+    except (OSError, ValueError) as err:
+        raise AnalysisError(f"{root} is not a readable autoencoder directory ({err})") from err
+    out = {"hidden": list(config["hidden"]), "negative_slope": config["negative_slope"]}
+    out.update({k: prov[k] for k in ("lr", "batch_size", "max_epochs", "patience", "min_delta") if k in prov})
+    return out
 
 
 def classify_database(db, autoencoder_dirs: dict | None = None, thresholds: dict | None = None,
@@ -227,48 +282,39 @@ def classify_database(db, autoencoder_dirs: dict | None = None, thresholds: dict
     autoencoder_dirs: {kernel size: autoencoder directory} (default: the reference ones in
     data/autoencoders); thresholds: {kernel size: dissimilarity} (default the paper's, 0.2 for
     5×5 and 0.3 for 7×7). method: "fast" (exact, pruned search) or "reference" (brute force).
-    kmeans_clusters: classes of the 3×3 k-means (None leaves 3×3 kernels out). Kernels of other
-    sizes are left out. Returns one row per kernel with `RESULT_COLUMNS`, in database order.
+    kmeans_clusters: classes of the 3×3 k-means, run per model and weights (None leaves 3×3
+    kernels out; cluster ids are not comparable across models). Kernels of other
+    sizes are left out. Returns one row per kernel with `RESULT_COLUMNS`, sorted by model, weights
+    tag, layer and channel.
     """
     from tqdm.auto import tqdm
-
-    from . import store
 
     autoencoder_dirs = dict(REFERENCE_AUTOENCODERS if autoencoder_dirs is None else autoencoder_dirs)
     thresholds = {**classify.PAPER_THRESHOLDS, **(thresholds or {})}
     if method not in ("fast", "reference"):
         raise AnalysisError(f"method must be 'fast' or 'reference', got {method!r}")
     sizes = sorted(int(k) for k in autoencoder_dirs) + ([3] if kmeans_clusters else [])
-    if isinstance(db, pd.DataFrame):
-        table = db
-        for col, values in (("model", models), ("weights_tag", weights_tags)):
-            if values is not None:
-                table = table[table[col].isin([values] if isinstance(values, str) else list(values))]
-        table = table[(table.kh == table.kw) & table.kh.isin(sizes)]
-    else:
-        table = store.read_kernels(db, models=models, weights_tags=weights_tags, kernel_sizes=sizes)
-    if len(table) == 0:
-        raise AnalysisError(f"no {', '.join(f'{k}×{k}' for k in sizes)} kernels in the database "
-                            f"(models={models}, weights_tags={weights_tags})")
-    table = table.reset_index(drop=True)
     meta_cols = ["model", "weights_tag", "source", "layer", "module", "depth", "channel", "kh", "kw"]
     parts = []
     for k in tqdm(sizes, desc="classify sizes", disable=not progress):
-        sub = table[table.kh == k]
-        if not len(sub):
+        meta, kernels = _kernels_of_size(db, k, models, weights_tags)
+        if not len(meta):
             continue
-        kernels = np.stack(sub["kernel"].to_numpy()).astype(np.float32).reshape(len(sub), k, k)
-        if k == 3:
-            rows = _kmeans_rows(kernels, int(kmeans_clusters), seed)
+        if k == 3:   # one k-means per model and weights, as the paper clusters one model (Appendix N)
+            ident = (meta["model"] + "\0" + meta["weights_tag"]).to_numpy()
+            rows = pd.concat([_kmeans_rows(kernels[ident == i], int(kmeans_clusters), seed).set_index(
+                np.flatnonzero(ident == i)) for i in pd.unique(ident)]).sort_index()
             rows.insert(0, "clustering", KMEANS)
         else:
             clf = autoencoder_classifier(autoencoder_dirs[k], thresholds.get(k))
             rows = clf.classify(kernels, search=method, progress=progress)
             rows.insert(0, "clustering", AUTOENCODER)
-        rows.index = sub.index
-        parts.append(pd.concat([sub[meta_cols], rows, sub[["total_activation", "norm"]]], axis=1))
-    # back in database order (file, then layer and channel), whatever the size
-    out = pd.concat(parts).sort_index().reset_index(drop=True)[RESULT_COLUMNS]
+        parts.append(pd.concat([meta[meta_cols], rows, meta[["total_activation", "norm"]]], axis=1))
+    if not parts:
+        raise AnalysisError(f"no {', '.join(f'{k}×{k}' for k in sizes)} kernels in the database "
+                            f"(models={models}, weights_tags={weights_tags})")
+    out = pd.concat(parts, ignore_index=True)[RESULT_COLUMNS]
+    out = out.sort_values(["model", "weights_tag", "layer", "channel"], kind="stable").reset_index(drop=True)
     return out.astype({"layer": "int32", "channel": "int32", "kh": "int16", "kw": "int16", "prototype": "int64"})
 
 
