@@ -73,25 +73,59 @@ def _row_norms(a: np.ndarray) -> np.ndarray:
     return norms
 
 
+def _degenerate_error(bad: np.ndarray, what: str) -> ValueError:
+    first = np.flatnonzero(bad)[:5].tolist()
+    return ValueError(
+        f"{int(bad.sum())} of {len(bad)} rows of {what} are zero or hold NaN/inf (first: {first}); "
+        "they have no direction. Drop them (kernels_lib.preprocess.prepare does and counts them) "
+        "or call classify(..., on_degenerate='flag')"
+    )
+
+
 def _unit_rows(a, what: str) -> np.ndarray:
     """Rows scaled to unit length; refuses zero/NaN/inf rows instead of producing NaN."""
     m = _flat(a, what)
     norms = _row_norms(m)
-    bad = ~(norms > 0)
-    if bad.any():
-        first = np.flatnonzero(bad)[:5].tolist()
-        raise ValueError(
-            f"{int(bad.sum())} of {len(m)} rows of {what} are zero or hold NaN/inf (first: {first}); "
-            "they have no direction. Drop them (kernels_lib.preprocess.prepare does and counts them) "
-            "or call classify(..., on_degenerate='flag')"
-        )
+    if not (norms > 0).all():
+        raise _degenerate_error(~(norms > 0), what)
     return m / norms[:, None]
 
 
-def _check_dims(x: np.ndarray, u: np.ndarray) -> None:
-    if x.shape[1] != u.shape[1]:
+@dataclass(frozen=True)
+class _Kernels:
+    """The usable rows of a kernel matrix, normalised a chunk at a time (no full unit copy)."""
+
+    raw: np.ndarray            # [N, d] float64
+    norms: np.ndarray          # [N]
+    rows: np.ndarray | None    # positions of the usable rows; None: all of them
+
+    @classmethod
+    def of(cls, x, flag_degenerate: bool) -> tuple["_Kernels", np.ndarray]:
+        """(usable kernels, degenerate mask [N]); raises on degenerate rows unless flagging."""
+        raw = _flat(x, "kernels")
+        norms = _row_norms(raw)
+        bad = ~(norms > 0)
+        if bad.any() and not flag_degenerate:
+            raise _degenerate_error(bad, "kernels")
+        return cls(raw, norms, np.flatnonzero(~bad) if bad.any() else None), bad
+
+    def __len__(self) -> int:
+        return len(self.raw) if self.rows is None else len(self.rows)
+
+    @property
+    def dim(self) -> int:
+        return self.raw.shape[1]
+
+    def unit(self, start: int, stop: int) -> np.ndarray:
+        """Unit rows start..stop (positions among the usable rows), float64."""
+        sel = slice(start, stop) if self.rows is None else self.rows[start:stop]
+        return self.raw[sel] / self.norms[sel, None]
+
+
+def _check_dims(d: int, u: np.ndarray) -> None:
+    if d != u.shape[1]:
         raise ValueError(
-            f"kernels have {x.shape[1]} coordinates but decoded codes have {u.shape[1]}: "
+            f"kernels have {d} coordinates but decoded codes have {u.shape[1]}: "
             "both must be in the same space (e.g. both hyperplane coordinates from kernels_lib.preprocess)"
         )
     if len(u) == 0:
@@ -114,20 +148,20 @@ def nearest_code_reference(x, decoded, chunk: int = 1024, dtype=np.float64, prog
     Returns (index [N] int64 of the winning decoded row, dissimilarity [N] = 1 − cos).
     Ties go to the lowest index (np.argmax). Memory is bounded by `chunk` × M similarities.
     """
-    xu = _unit_rows(x, "kernels")
+    xk, _ = _Kernels.of(x, flag_degenerate=False)
     uu = _unit_rows(decoded, "decoded codes")
-    _check_dims(xu, uu)
-    idx, sim = _reference(xu, uu, chunk, dtype, progress)
+    _check_dims(xk.dim, uu)
+    idx, sim = _reference(xk, uu, chunk, dtype, progress)
     return idx, _dissimilarity(sim)
 
 
-def _reference(xu, uu, chunk, dtype, progress):
-    """Brute force on unit rows: (index, similarity)."""
+def _reference(xk: _Kernels, uu, chunk, dtype, progress):
+    """Brute force: (index, similarity) of every usable kernel."""
     ut = np.ascontiguousarray(uu.T.astype(dtype))
-    idx = np.empty(len(xu), dtype=np.int64)
-    sim = np.empty(len(xu), dtype=np.float64)
-    for s in _progress(len(xu), chunk, progress, "brute-force codes"):
-        g = xu[s:s + chunk].astype(dtype, copy=False) @ ut
+    idx = np.empty(len(xk), dtype=np.int64)
+    sim = np.empty(len(xk), dtype=np.float64)
+    for s in _progress(len(xk), chunk, progress, "brute-force codes"):
+        g = xk.unit(s, s + chunk).astype(dtype, copy=False) @ ut
         j = g.argmax(axis=1)
         idx[s:s + chunk] = j
         sim[s:s + chunk] = g[np.arange(len(j)), j]
@@ -422,16 +456,16 @@ def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _fast(xu, ix: CurveIndex, chunk, workers, progress, settle=None):
-    """Fast search on unit rows: (index, similarity, exact). `settle(searcher, xc, x32, s1)` may
+def _fast(xk: _Kernels, ix: CurveIndex, chunk, workers, progress, settle=None):
+    """Fast search of every usable kernel: (index, similarity, exact). `settle(searcher, xc, x32, s1)` may
     return (mask, code, similarity) for kernels that need no exact search (their exact = False)."""
     searcher = _Searcher(ix)
-    idx = np.empty(len(xu), dtype=np.int64)
-    sim = np.empty(len(xu))
-    exact = np.ones(len(xu), dtype=bool)
+    idx = np.empty(len(xk), dtype=np.int64)
+    sim = np.empty(len(xk))
+    exact = np.ones(len(xk), dtype=bool)
 
     def work(s, e):
-        xc = xu[s:e]
+        xc = xk.unit(s, e)
         x32 = xc.astype(np.float32)
         s1 = searcher.coarse_sims(x32)
         if settle is None:
@@ -443,7 +477,7 @@ def _fast(xu, ix: CurveIndex, chunk, workers, progress, settle=None):
         value[rest], code[rest] = v, c
         sim[s:e], idx[s:e], exact[s:e] = value, code, ~done
 
-    _run_chunks(len(xu), chunk, workers or _default_workers(), work, progress, "nearest codes")
+    _run_chunks(len(xk), chunk, workers or _default_workers(), work, progress, "nearest codes")
     return idx, sim, exact
 
 
@@ -456,9 +490,9 @@ def nearest_code_fast(x, decoded, chunk: int = 65536, workers: int | None = None
     most 8), each holding a few hundred floats per kernel of its `chunk`.
     """
     ix = _as_index(decoded)
-    xu = _unit_rows(x, "kernels")
-    _check_dims(xu, ix.unit)
-    idx, sim, _ = _fast(xu, ix, chunk, workers, progress)
+    xk, _ = _Kernels.of(x, flag_degenerate=False)
+    _check_dims(xk.dim, ix.unit)
+    idx, sim, _ = _fast(xk, ix, chunk, workers, progress)
     return idx, _dissimilarity(sim)
 
 
@@ -587,29 +621,19 @@ def classify(
     if code_values.shape != (m,) or not np.isfinite(code_values).all():
         raise ValueError(f"codes must be {m} finite numbers, one per decoded code")
 
-    xm = _flat(x, "kernels")
-    _check_dims(xm, ix.unit)
-    norms = _row_norms(xm)
-    bad = ~(norms > 0)
-    if bad.any() and on_degenerate == "raise":
-        _unit_rows(xm, "kernels")  # raises, naming the rows
-    good = np.flatnonzero(~bad)
-    if len(good) == len(xm):
-        xu = xm / norms[:, None]
-    else:
-        xu = xm[good]
-        xu /= norms[good, None]
-
+    xk, bad = _Kernels.of(x, flag_degenerate=on_degenerate == "flag")
+    _check_dims(xk.dim, ix.unit)
     if method == "reference":
-        idx, sim = _reference(xu, ix.unit, 1024, np.float64, progress)
-        exact = np.ones(len(good), dtype=bool)
+        idx, sim = _reference(xk, ix.unit, 1024, np.float64, progress)
+        exact = np.ones(len(xk), dtype=bool)
     else:
         settle = None if need_exact_code else _settler(1.0 - threshold, _block_labels(ix, ids))
-        idx, sim, exact = _fast(xu, ix, chunk, workers, progress, settle)
+        idx, sim, exact = _fast(xk, ix, chunk, workers, progress, settle)
     dis = _dissimilarity(sim)
     ok = dis < threshold
 
-    n = len(xm)
+    n = len(bad)
+    good = np.flatnonzero(~bad)
     out_index = np.full(n, -1, dtype=np.int64)
     out_index[good] = idx
     out_dis = np.full(n, np.inf)
