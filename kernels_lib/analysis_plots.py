@@ -174,7 +174,7 @@ def loss_curve(history, best_epoch: int | None = None, title: str | None = None)
 def clustered_bars(table: pd.DataFrame, title: str | None = None) -> Figure:
     """% of kernels clustered per model (`analysis.clustered_fraction`), paper's % beside where known.
 
-    Random-init twins are hatched: they are the control that should hardly cluster.
+    Random-init twins are grey: they are the control that should hardly cluster.
     """
     if table.empty:
         raise ValueError("no rows to plot")
@@ -184,19 +184,21 @@ def clustered_bars(table: pd.DataFrame, title: str | None = None) -> Figure:
     fig = Figure(figsize=(8.0, 0.32 * len(t) + 1.5), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(t))
-    ax.barh(y, t["clustered_pct"], color=["#bdc3c7" if r else "#2471a3" for r in t["random_init"]],
-            hatch=None, edgecolor="white", label="this repository")
+    ax.barh(y, t["clustered_pct"], color=["#bdc3c7" if r else "#2471a3" for r in t["random_init"]], edgecolor="white")
+    handles = [Rectangle((0, 0), 1, 1, color="#2471a3", label="trained (this repository)"),
+               Rectangle((0, 0), 1, 1, color="#bdc3c7", label="random-init twin")]
     if "paper_pct" in t and t["paper_pct"].notna().any():
         known = t["paper_pct"].notna().to_numpy()
-        ax.scatter(t.loc[known, "paper_pct"], y[known], marker="D", color="#c0392b", zorder=3, label="paper (same weights)")
+        handles.append(ax.scatter(t.loc[known, "paper_pct"], y[known], marker="D", color="#c0392b", zorder=3,
+                                  label="paper (same weights)"))
     for yi, v in zip(y, t["clustered_pct"]):
         ax.text(v + 0.8, yi, f"{v:.1f}%", va="center", fontsize=7)
     ax.set_yticks(y, names, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 105)
     ax.set_xlabel("kernels clustered (%)")
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title or "Share of depthwise kernels clustered (grey: random-init twins)", fontsize=10)
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.set_title(title or "Share of depthwise kernels clustered", fontsize=10)
     return fig
 
 
