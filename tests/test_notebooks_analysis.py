@@ -1,0 +1,158 @@
+"""Notebooks 05–08 run headlessly under papermill on small profiles; assert on the JSON they record."""
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from kernels_lib import analysis, dog, pipeline, spectrum, store, zoo
+from kernels_lib.autoencoder import Autoencoder, train
+
+NOTEBOOKS = ["05_autoencoder_training", "06_spectrum_labeling", "07_classify", "08_autoencoder_vs_kmeans"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMOKE_COUNTS = {3: 9156, 5: 800, 7: 1840}      # the smoke set's depthwise kernels (see test_notebook_01)
+
+
+def _png(path):
+    with open(path, "rb") as fh:
+        assert fh.read(8) == PNG_MAGIC, path
+
+
+def _run(name, tmp_path, db_dir=None, **parameters):
+    out = tmp_path / "figures"
+    params = {**pipeline.default_parameters("smoke", out, db_dir or tmp_path / "db"), **parameters}
+    [path] = pipeline.list_notebooks(only=name)
+    pipeline.run_notebook(path, params, tmp_path / "build", cwd=path.parent, kernel_name="python3")
+    return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_committed_clean_with_a_parameters_cell(name):
+    [path] = pipeline.list_notebooks(only=name)
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert {"output_dir", "results_dir"} <= pipeline.declared_parameters(path)
+
+
+@pytest.fixture(scope="module")
+def autoencoders(tmp_path_factory):
+    """Small 5×5 and 7×7 autoencoders trained on synthetic banks, spectra labelled automatically."""
+    root = tmp_path_factory.mktemp("autoencoders")
+    for k in (5, 7):
+        bank = dog.synthetic_bank(k, 500, snr=8.0, seed=k)
+        ae = train(bank.kernels, hidden=(24, 12), max_epochs=6, lr=3e-3, batch_size=32, progress=False, seed=0)
+        ae.save(root / f"{k}x{k}")
+        spectrum.label_spectrum(root / f"{k}x{k}", n=2000, ae=ae)
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke_db(tmp_path_factory):
+    db_dir = tmp_path_factory.mktemp("db")
+    report = store.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
+    assert not report.failed, report.failed
+    return db_dir
+
+
+@pytest.mark.slow
+def test_05_trains_with_the_reference_hyper_parameters(tmp_path, autoencoders):
+    result, out = _run("05_autoencoder_training", tmp_path, kernel_size=7, training_data="synthetic",
+                       n_synthetic=400, reference_dir=str(autoencoders), epochs=3,
+                       save_dir=str(tmp_path / "trained"))
+    # hyper-parameters come from the reference (hidden, lr, batch) except what was set (epochs)
+    assert result["settings"]["hidden"] == [24, 12] and result["settings"]["lr"] == 3e-3
+    assert result["settings"]["batch_size"] == 32 and result["settings"]["max_epochs"] == 3
+    assert result["n_used"] == 400 and result["n_degenerate"] == 0
+    history = result["loss_history"]
+    assert len(history) == result["epochs_run"] <= 3 and all(0 <= v <= 2 for v in history)
+    assert result["final_loss"] == min(history) == history[result["best_epoch"] - 1]
+    assert 0 <= result["encoder_below_threshold"] <= 1 and result["encoder_threshold"] == 0.3
+    saved = Autoencoder.load(result["saved_to"])
+    assert saved.hidden == (24, 12) and saved.provenance["loss_history"] == history
+    assert Path(result["saved_to"]).parent == tmp_path / "trained"          # never over the reference
+    assert set(result["figures"]) == {"fig16", "loss", "reconstructions"}
+    for f in result["figures"].values():
+        _png(f)
+
+
+@pytest.mark.slow
+def test_06_draws_labelled_spectra_and_proposes_labels(tmp_path, autoencoders):
+    copy = tmp_path / "aes"
+    shutil.copytree(autoencoders, copy)
+    (copy / "7x7" / spectrum.LABEL_FILE).unlink()            # 7×7 not labelled yet: the proposal stands in
+    result, out = _run("06_spectrum_labeling", tmp_path, autoencoder_dir=str(copy), n_strip=200, n_label=2000)
+    five, seven = result["sizes"]["5"], result["sizes"]["7"]
+    assert five["label_source"].endswith("5x5/labels.yaml") and seven["label_source"].startswith("automatic")
+    assert sum(five["strip_codes_per_class"].values()) == 200 == sum(seven["strip_codes_per_class"].values())
+    # the file was written by the same auto-labeller on 2000 codes: the proposal agrees with it
+    assert five["agreement_with_label_file"] == 1.0
+    assert "agreement_with_label_file" not in seven
+    for entry in (five, seven):
+        ivs = entry["proposal"]
+        assert ivs[0]["start"] == 0.0 and ivs[-1]["end"] == 1.0
+        assert all(a["end"] == b["start"] for a, b in zip(ivs, ivs[1:]))     # proposals leave no gaps
+        assert [iv.label for iv in spectrum.read_labels(entry["proposal_file"])] == [iv["label"] for iv in ivs]
+    assert five["intervals"] == [{k: iv[k] for k in ("start", "end", "label")} for iv in five["proposal"]]
+    assert result["figures"]["fig03"] == result["figures"]["fig32"]
+    for f in set(result["figures"].values()):
+        _png(f)
+    assert not (autoencoders / "7x7" / spectrum.PROPOSAL_FILE).exists()     # nothing written beside the inputs
+
+
+@pytest.mark.slow
+def test_07_classifies_the_smoke_set(tmp_path, autoencoders, smoke_db):
+    result, out = _run("07_classify", tmp_path, smoke_db, autoencoder_dir=str(autoencoders),
+                       classification_dir=str(tmp_path / "classified"))
+    path = tmp_path / "classified" / "smoke" / analysis.RESULTS_FILE
+    assert result["results_path"] == str(path)
+    res = analysis.read_results(path)
+    assert len(res) == result["n_kernels"] == sum(SMOKE_COUNTS.values())
+    assert result["n_by_size"] == {f"{k}x{k}": n for k, n in SMOKE_COUNTS.items()}
+    # one row per model, weights and size classified by the autoencoder; counts as in the file
+    table = pd.DataFrame(result["clustered"])
+    assert sorted(zip(table.model, table.kh)) == [("ch_ppocr_mobile_v2.0_cls_mobile", 5), ("convnextv2_atto", 7)]
+    for row in table.itertuples():
+        sub = res[(res.model == row.model) & (res.weights_tag == row.weights_tag) & (res.kh == row.kh)]
+        assert row.n_kernels == len(sub) and row.n_clustered == int(sub.clustered.sum())
+        assert row.paper_pct is None
+    assert table.set_index("model").loc["convnextv2_atto", "random_init"]
+    assert result["max_random_init_pct"] <= 5.0                  # untrained kernels hardly cluster
+    csv = pd.read_csv(result["tables"]["table3_clustered_5x5"]["csv"])
+    assert len(csv) == 1 and csv.loc[0, "n_kernels"] == SMOKE_COUNTS[5]
+    assert Path(result["tables"]["table4_clustered_7x7"]["md"]).read_text().startswith("| model |")
+    for k in ("5x5", "7x7"):
+        for shares in result["proportions"][k].values():
+            assert sum(shares.values()) == pytest.approx(1.0, abs=1e-5)
+    # 3×3: k-means per model, never mixed into the % clustered tables
+    assert len(result["kmeans_3x3"]) == 4
+    assert (res.loc[res.kh == 3, "clustering"] == "kmeans").all()
+    _png(result["figures"]["clustered_fraction"])
+
+
+@pytest.mark.slow
+def test_08_autoencoder_vs_kmeans_small_profile(tmp_path):
+    result, out = _run("08_autoencoder_vs_kmeans", tmp_path, n_train=1000, n_test=400, n_random=400,
+                       n_clusters=[10, 16], hidden=[48, 24], epochs=6, lr=3e-3, batch_size=32, n_codes=2000)
+    assert set(result["banks"]) == {"7×7, SNR 2", "5×5, SNR 4"}
+    for name, bank in result["banks"].items():
+        summary = pd.DataFrame(bank["summary"]).set_index("method")
+        assert list(summary.index) == ["autoencoder", "kmeans-10", "kmeans-16"]
+        for col in ("accuracy", "accuracy_clustered", "clustered_fraction", "random_clustered_fraction"):
+            assert summary[col].between(0, 1).all(), (name, col)
+        chance = summary["chance"].iloc[0]
+        assert chance == max(bank["test_classes"].values()) / 400
+        assert (summary.loc[["kmeans-10", "kmeans-16"], "accuracy"] > chance).all()
+        assert (summary.loc[["kmeans-10", "kmeans-16"], "random_clustered_fraction"] <= 0.05).all()
+        per = pd.DataFrame(bank["per_class"])
+        assert per.groupby("method")["support"].sum().eq(400).all()
+        assert per[["precision", "recall"]].stack().between(0, 1).all()
+        assert bank["autoencoder_intervals"][0]["start"] == 0.0
+    files = result["figures"]
+    assert {"comparison", "recall_7x7", "recall_5x5", "kmeans_centroids_5x5"} <= set(files)
+    for f in files.values():
+        _png(f)
+    assert len(pd.read_csv(result["tables"]["summary"]["csv"])) == 6
