@@ -196,3 +196,16 @@ def test_missing_label_file_and_empty_selection_say_what_to_do(autoencoders, tmp
     with pytest.raises(analysis.AnalysisError, match="no 5×5, 7×7"):
         analysis.classify_database(fake_model("m", "t").iloc[:0], {5: autoencoders[5], 7: autoencoders[7]},
                                    kmeans_clusters=None, progress=False)
+
+
+def test_kmeans_runs_per_model_and_leaves_too_small_models_unclustered():
+    big, small = fake_model("big", "t"), fake_model("small", "t", seed=3)
+    small = small[(small.kh != 3) | (small.channel < 3)]             # 3 usable 3×3 kernels: fewer than 4 clusters
+    res = analysis.classify_database(pd.concat([big, small]), {}, kmeans_clusters=4, progress=False)
+    assert set(res["kh"]) == {3} and (res["clustering"] == "kmeans").all()
+    b, s = res[res.model == "big"], res[res.model == "small"]
+    assert len(b) == 40 and b["clustered"].all() and set(b["prototype"]) == {0, 1, 2, 3}
+    assert len(s) == 3 and (s["label"] == analysis.UNCLUSTERED).all() and (s["prototype"] == -1).all()
+    # the big model's clusters do not depend on the small one being there
+    alone = analysis.classify_database(big, {}, kmeans_clusters=4, progress=False)
+    assert alone["label"].tolist() == b["label"].tolist()
