@@ -93,7 +93,7 @@ class PrototypeClassifier:
     threshold: float
     codes: np.ndarray | None = None   # [M] code of each prototype (autoencoder), None for k-means
     info: dict = field(default_factory=dict)
-    _index: object = field(default=None, repr=False)
+    _index: object = field(default=None, init=False, repr=False, compare=False)   # CurveIndex, built on first use
 
     def __post_init__(self):
         self.prototypes = np.asarray(self.prototypes, dtype=np.float64)

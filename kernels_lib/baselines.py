@@ -100,11 +100,6 @@ def autoencoder_path(train, seed: int = 0, threshold: float | None = None, min_s
     return clf, ae
 
 
-def predict(classifier: PrototypeClassifier, kernels, search: str = "fast") -> pd.DataFrame:
-    """Per-kernel merged prediction ("unclustered" when not clustered, "degenerate" when no direction)."""
-    return classifier.classify(np.asarray(kernels), search=search)
-
-
 def evaluate(classifier: PrototypeClassifier, kernels, true_classes, random_kernels=None,
              search: str = "fast") -> dict:
     """Scores of a classifier on labelled kernels (true merged or fine class names).
@@ -115,7 +110,7 @@ def evaluate(classifier: PrototypeClassifier, kernels, true_classes, random_kern
     never predicted is 0 (with predicted = 0 to say why), never NaN.
     """
     true = np.array([dog.merge_class(c) for c in np.asarray(true_classes, dtype=str)])
-    pred = predict(classifier, kernels, search)
+    pred = classifier.classify(np.asarray(kernels), search=search)
     if len(pred) != len(true):
         raise AnalysisError(f"{len(pred)} kernels but {len(true)} true classes")
     if len(true) == 0:
@@ -141,7 +136,7 @@ def evaluate(classifier: PrototypeClassifier, kernels, true_classes, random_kern
         "unclustered": int(np.sum(p == UNCLUSTERED)),
     }
     if random_kernels is not None:
-        out["random_clustered_fraction"] = float(predict(classifier, random_kernels, search)["clustered"].mean())
+        out["random_clustered_fraction"] = float(classifier.classify(np.asarray(random_kernels), search=search)["clustered"].mean())
     return out
 
 
