@@ -199,10 +199,8 @@ class CurveIndex:
         coarse_block = c_default if coarse_block is None else int(coarse_block)
         if fine_block < 1 or coarse_block < 1:
             raise ValueError(f"block sizes must be ≥ 1, got fine_block={fine_block}, coarse_block={coarse_block}")
-        fine = np.unique(np.r_[np.arange(0, m, fine_block), m - 1]).astype(np.int64)
-        coarse = np.unique(np.r_[np.arange(0, len(fine), coarse_block), len(fine) - 1]).astype(np.int64)
-        fine_bulge = np.array([_bulge(u[lo:hi + 1]) for lo, hi in zip(fine[:-1], fine[1:])])
-        coarse_bulge = np.array([_bulge(u[fine[lo]:fine[hi] + 1]) for lo, hi in zip(coarse[:-1], coarse[1:])])
+        fine, fine_bulge = _partition(lambda lo, hi: u[lo:hi + 1], m, fine_block)
+        coarse, coarse_bulge = _partition(lambda lo, hi: u[fine[lo]:fine[hi] + 1], len(fine), coarse_block)
         return cls(u, fine, coarse, fine_bulge, coarse_bulge)
 
 
@@ -216,6 +214,39 @@ def default_blocks(m: int) -> tuple[int, int]:
     """
     root = m ** (1 / 3)
     return max(2, int(round(0.75 * root))), max(2, int(round(0.6 * root)))
+
+
+#: A block may bulge this many times the median bulge of equal blocks before it is split.
+BULGE_TOLERANCE = 2.0
+
+
+def _partition(segment, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut points 0..n−1 into blocks of at most `size` steps, shorter where the curve bends.
+
+    `segment(lo, hi)` gives the unit rows from point lo to point hi. Blocks of `size` steps are
+    kept when their bulge is within BULGE_TOLERANCE × the median of such equal blocks; the
+    others are shortened (binary search) until they are, so a decoder that races through part of
+    the code range gets short blocks there and pruning stays tight. Returns (ends, bulges).
+    """
+    if n == 1:
+        return np.zeros(1, dtype=np.int64), np.zeros(0)
+    equal = np.unique(np.r_[np.arange(0, n, size), n - 1])
+    target = BULGE_TOLERANCE * float(np.median([_bulge(segment(lo, hi)) for lo, hi in zip(equal[:-1], equal[1:])]))
+    ends, bulges = [0], []
+    while ends[-1] < n - 1:
+        lo = ends[-1]
+        hi = min(lo + size, n - 1)
+        c = _bulge(segment(lo, hi))
+        if c > target:
+            good, good_c, bad = lo + 1, _bulge(segment(lo, lo + 1)), hi
+            while bad - good > 1:  # largest end with bulge ≤ target (one step is always allowed)
+                mid = (good + bad) // 2
+                cm = _bulge(segment(lo, mid))
+                good, good_c, bad = (mid, cm, bad) if cm <= target else (good, good_c, mid)
+            hi, c = good, good_c
+        ends.append(hi)
+        bulges.append(c)
+    return np.asarray(ends, dtype=np.int64), np.asarray(bulges)
 
 
 _LAMBDA_GRID = np.linspace(0.0, 1.0, 257)[1:-1]

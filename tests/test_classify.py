@@ -41,6 +41,12 @@ def labelled_curve(m, seed=0):
     return curve, labels.astype(str)
 
 
+def warped_curve(m, seed=0):
+    """A curve that crawls through its first codes and races through the last (speed ∝ t²)."""
+    dense = C.synthetic_curve(20 * m, D, seed=seed)
+    return dense[np.round(np.linspace(0, 1, m) ** 3 * (20 * m - 1)).astype(int)]
+
+
 @pytest.fixture(scope="module")
 def curve_data():
     curve, labels = labelled_curve(3000)
@@ -86,6 +92,17 @@ def test_classify_fast_labels_match_reference(curve_data, reference):
     # both "on" intervals are used; the gaps give "other"; random kernels are unclustered
     assert {"on", "off", "on-dx", "off-cross", "other", C.UNCLUSTERED} <= set(ref.label)
     assert (ref.label[-6000:] == C.UNCLUSTERED).mean() > 0.99
+
+
+def test_exact_where_the_decoder_races():
+    """Codes unevenly spread along the curve: blocks shorten where it moves fast, results stay exact."""
+    curve = warped_curve(3000, seed=11)
+    index = C.CurveIndex.build(curve)
+    steps = np.diff(index.fine)
+    assert np.mean(steps[:-1] < steps.max()) > 0.2  # blocks shortened where the curve races
+    rng = np.random.default_rng(12)
+    x = np.vstack([C.kernels_near_curve(curve, 6000, rng.uniform(0.05, 1.2, 6000), seed=13), rng.standard_normal((1000, D))])
+    assert_same_nearest(x, curve, *C.nearest_code_fast(x, index, chunk=2500), *C.nearest_code_reference(x, curve))
 
 
 def test_exact_on_a_curve_that_is_not_smooth():
@@ -135,7 +152,7 @@ def test_tiny_code_sets(m):
 def test_chord_bound_holds_for_every_block():
     """The lemma under the pruning: for unit x, max over a block ≤ bound from its two anchors."""
     rng = np.random.default_rng(8)
-    for decoded in (C.synthetic_curve(2000, D, seed=9), rng.standard_normal((300, D))):
+    for decoded in (C.synthetic_curve(2000, D, seed=9), warped_curve(2000, seed=10), rng.standard_normal((300, D))):
         index = C.CurveIndex.build(decoded)
         x = np.vstack([unit(rng.standard_normal((300, D))), C.kernels_near_curve(index.unit, 300, 0.1)])
         sims = x @ index.unit.T
