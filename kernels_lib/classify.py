@@ -645,17 +645,21 @@ def classify(
     threshold = float(threshold)
     if not 0.0 < threshold <= 2.0:
         raise ValueError(f"threshold is a dissimilarity 1 − cos in (0, 2], got {threshold}")
-    ix = _as_index(decoded)
-    m = len(ix.unit)
+    if isinstance(decoded, CurveIndex) or method == "fast":
+        ix = _as_index(decoded)
+        unit = ix.unit
+    else:  # the brute force needs no index
+        unit = _unit_rows(decoded, "decoded codes")
+    m = len(unit)
     ids, names = _label_ids(code_labels, m)
     code_values = np.linspace(0.0, 1.0, m) if codes is None else np.asarray(codes, dtype=np.float64)
     if code_values.shape != (m,) or not np.isfinite(code_values).all():
         raise ValueError(f"codes must be {m} finite numbers, one per decoded code")
 
     xk, bad = _Kernels.of(x, flag_degenerate=on_degenerate == "flag")
-    _check_dims(xk.dim, ix.unit)
+    _check_dims(xk.dim, unit)
     if method == "reference":
-        idx, sim = _reference(xk, ix.unit, 1024, np.float64, progress)
+        idx, sim = _reference(xk, unit, 1024, np.float64, progress)
         exact = np.ones(len(xk), dtype=bool)
     else:
         settle = None if need_exact_code else _settler(1.0 - threshold, _block_labels(ix, ids))
