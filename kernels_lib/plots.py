@@ -581,26 +581,24 @@ def pca_scatter_html(result: KernelPCA, kernels, meta: pd.DataFrame, cluster_nam
 
 # ----------------------------------------------------------------------------- proportions, activation
 
-def stacked_proportions(props: pd.DataFrame, title: str | None = None, xlabel: str = "layer",
-                        ylabel: str = "proportion of kernels", horizontal: bool = False,
-                        legend_title: str = "class") -> Figure:
-    """Figures 7/8/11/28/33–38: stacked bars of class proportions, one bar per row of `props`
-    (rows: layers or models, columns: classes, as `analysis.layer_proportions` /
-    `analysis.model_proportions` give them; drop "unclustered" for the paper's bars)."""
-    if props.empty:
+def _check_props(props: pd.DataFrame) -> None:
+    """Rows are bars and must exist; a row with no class column (nothing clustered) is an empty bar."""
+    if len(props) == 0:
         raise ValueError("no proportions to plot")
     if not np.isfinite(props.to_numpy(dtype=float)).all():
         raise ValueError("proportions hold NaN/inf")
+
+
+def _stacked_bars(ax, props: pd.DataFrame, horizontal: bool, colors=None, labels=None) -> None:
+    """Draw one stacked bar per row of `props` into `ax`; classes (columns) take `colors`/`labels`
+    when given (e.g. k-means clusters), else the class palette and readable names."""
     n = len(props)
-    width = max(6.0, 0.32 * n + 3.0) if not horizontal else 8.0
-    height = 4.2 if not horizontal else max(2.5, 0.35 * n + 1.5)
-    fig = Figure(figsize=(width, height), layout="constrained")
-    ax = fig.subplots()
     pos = np.arange(n)
     base = np.zeros(n)
     for c in props.columns:
         vals = props[c].to_numpy(dtype=float)
-        kw = dict(color=class_color(c), label=class_label(c), edgecolor="white", linewidth=0.3)
+        kw = dict(color=(colors or {}).get(c) or class_color(c), label=(labels or {}).get(c) or class_label(c),
+                  edgecolor="white", linewidth=0.3)
         if horizontal:
             ax.barh(pos, vals, left=base, **kw)
         else:
@@ -609,16 +607,36 @@ def stacked_proportions(props: pd.DataFrame, title: str | None = None, xlabel: s
     ticks = [str(i) for i in props.index]
     if horizontal:
         ax.set_yticks(pos, ticks, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel(ylabel)
-        ax.set_ylabel(xlabel)
+        ax.set_ylim(n - 0.4, -0.6)
         ax.set_xlim(0, 1)
     else:
         ax.set_xticks(pos, ticks, fontsize=7, rotation=0 if n <= 40 else 90)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
         ax.set_ylim(0, 1)
         ax.set_xlim(-0.6, n - 0.4)
+
+
+def stacked_proportions(props: pd.DataFrame, title: str | None = None, xlabel: str = "layer",
+                        ylabel: str = "proportion of kernels", horizontal: bool = False,
+                        legend_title: str = "class", colors: dict | None = None,
+                        labels: dict | None = None, totals: bool = False) -> Figure:
+    """Figures 7/8/11/28/33–38: stacked bars of class proportions, one bar per row of `props`
+    (rows: layers or models, columns: classes, as `analysis.layer_proportions` /
+    `analysis.model_proportions` give them; `paper_bars` drops "unclustered" and "degenerate"
+    for the paper's bars). `colors`/`labels` name columns that are not classes (k-means clusters);
+    `totals` writes each bar's total (as a %) at its end."""
+    _check_props(props)
+    n = len(props)
+    width = max(6.0, 0.32 * n + 3.0) if not horizontal else 8.0
+    height = 4.2 if not horizontal else max(2.5, 0.35 * n + 1.5)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    _stacked_bars(ax, props, horizontal, colors, labels)
+    if totals:
+        for i, v in enumerate(props.sum(axis=1).to_numpy(dtype=float)):
+            xy, align = ((v + 0.01, i), dict(va="center", ha="left")) if horizontal else ((i, v + 0.01), dict(ha="center", va="bottom"))
+            ax.text(*xy, f"{100 * v:.1f}%", fontsize=6.5, color="dimgrey", **align)
+    ax.set_xlabel(ylabel if horizontal else xlabel)
+    ax.set_ylabel(xlabel if horizontal else ylabel)
     ax.legend(title=legend_title, fontsize=7, title_fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5),
               frameon=False)
     if title:
@@ -627,9 +645,15 @@ def stacked_proportions(props: pd.DataFrame, title: str | None = None, xlabel: s
 
 
 def total_activation_boxes(table: pd.DataFrame, class_col: str = "class", value_col: str = "total_activation",
-                           title: str | None = None) -> Figure:
-    """Figure 10: box plots of the total activation (sum of weights) of the kernels of each class."""
-    for col in (class_col, value_col):
+                           title: str | None = None, group_col: str | None = None,
+                           ylabel: str = "total activation (sum of weights)", groups=None) -> Figure:
+    """Figure 10: box plots of the total activation (sum of weights) of the kernels of each class.
+
+    With `group_col` (e.g. trained vs random-init) each class gets one box per group side by
+    side, the first group solid, the others hatched, and a legend names the groups with their
+    number of kernels; `groups` fixes their order and keeps a group without rows in the legend.
+    """
+    for col in (class_col, value_col) + ((group_col,) if group_col else ()):
         if col not in table.columns:
             raise ValueError(f"table needs a {col!r} column (got {list(table.columns)})")
     vals = table[value_col].to_numpy(dtype=float)
@@ -638,27 +662,59 @@ def total_activation_boxes(table: pd.DataFrame, class_col: str = "class", value_
     classes = ordered_classes(table[class_col].unique())
     if not classes:
         raise ValueError("no classes to plot")
-    fig = Figure(figsize=(max(5.0, 0.9 * len(classes) + 1.5), 4.2), layout="constrained")
+    if group_col:
+        groups = list(groups) if groups is not None else list(pd.unique(table[group_col]))
+        unknown = set(table[group_col]) - set(groups)
+        if unknown:
+            raise ValueError(f"rows of groups {sorted(map(str, unknown))} not in groups={groups}")
+    else:
+        groups = [None]
+    width = 0.75 / len(groups)
+    fig = Figure(figsize=(max(5.0, (0.7 + 0.45 * len(groups)) * len(classes) + 1.5), 4.4), layout="constrained")
     ax = fig.subplots()
-    data = [table.loc[table[class_col] == c, value_col].to_numpy(dtype=float) for c in classes]
-    box = ax.boxplot(data, patch_artist=True, showfliers=True, widths=0.6,
-                     flierprops=dict(markersize=2, alpha=0.4), medianprops=dict(color="black"))
-    for patch, c in zip(box["boxes"], classes):
-        patch.set_facecolor(class_color(c))
-        patch.set_alpha(0.85)
+    counts = []
+    for j, g in enumerate(groups):
+        sub = table if g is None else table[table[group_col] == g]
+        data = [sub.loc[sub[class_col] == c, value_col].to_numpy(dtype=float) for c in classes]
+        counts.append([len(d) for d in data])
+        keep = [i for i, d in enumerate(data) if len(d)]
+        if not keep:
+            continue
+        pos = np.arange(1, len(classes) + 1, dtype=float)[keep] + (j - (len(groups) - 1) / 2) * width
+        box = ax.boxplot([data[i] for i in keep], positions=pos, patch_artist=True, showfliers=True,
+                         widths=0.9 * width, flierprops=dict(markersize=2, alpha=0.4),
+                         medianprops=dict(color="black"), manage_ticks=False)
+        for patch, i in zip(box["boxes"], keep):
+            patch.set_facecolor(class_color(classes[i]))
+            patch.set_alpha(0.85 if j == 0 else 0.45)
+            if j:
+                patch.set_hatch("////"[:j + 1])
     ax.axhline(0.0, color="black", lw=0.6, ls="--")
-    ax.set_xticks(np.arange(1, len(classes) + 1),
-                  [f"{class_label(c)}\n(n={len(d)})" for c, d in zip(classes, data)], fontsize=7, rotation=30,
-                  ha="right")
-    ax.set_ylabel("total activation (sum of weights)")
+    ns = ["/".join(str(c[i]) for c in counts) for i in range(len(classes))]
+    ax.set_xticks(np.arange(1, len(classes) + 1), [f"{class_label(c)}\n(n={n})" for c, n in zip(classes, ns)],
+                  fontsize=7, rotation=30, ha="right")
+    ax.set_xlim(0.4, len(classes) + 0.6)
+    ax.set_ylabel(ylabel)
+    if group_col:
+        from matplotlib.patches import Patch
+        handles = [Patch(facecolor="#bbbbbb", alpha=0.85 if j == 0 else 0.45, hatch="////"[:j + 1] if j else None,
+                         label=f"{g} ({sum(counts[j])} kernels)") for j, g in enumerate(groups)]
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  title="n = " + " / ".join(str(g) for g in groups) if len(groups) > 1 else None, title_fontsize=7)
     if title:
         ax.set_title(title, fontsize=10)
     return fig
 
 
-def centroid_figure(centroids, counts, title: str | None = None, names=None) -> Figure:
-    """Appendix N: k-means centroids of 3×3 kernels with the number of kernels in each cluster."""
+def centroid_figure(centroids, counts, title: str | None = None, names=None, centre: bool = False) -> Figure:
+    """Appendix N: k-means centroids of 3×3 kernels with the number of kernels in each cluster.
+
+    Min-max encoded centroids lie in [0, 1]; `centre` subtracts each centroid's mean so that the
+    diverging colour map (zero at white) shows its shape: what is above and below its average.
+    """
     cents = _as_kernels(centroids)
+    if centre:
+        cents = cents - cents.mean(axis=(1, 2), keepdims=True)
     counts = np.asarray(counts)
     if len(counts) != len(cents):
         raise ValueError(f"{len(cents)} centroids but {len(counts)} counts")
@@ -666,3 +722,354 @@ def centroid_figure(centroids, counts, title: str | None = None, names=None) -> 
     caps = [f"n={int(n)} ({100 * n / total:.1f}%)" for n in counts]
     titles = [f"{names[i]}" if names is not None else f"cluster {i}" for i in range(len(cents))]
     return kernel_grid(cents, titles=titles, captions=caps, ncols=min(5, len(cents)), title=title, cell=1.5)
+
+
+# ----------------------------------------------------------------------------- classification results (notebooks 09–13)
+
+#: Proportion columns that are not clusters: the paper's bars leave them out, so bars do not reach 1.
+NOT_CLUSTERED = ("unclustered", "degenerate")
+
+
+def paper_bars(props: pd.DataFrame) -> pd.DataFrame:
+    """Proportions without the "unclustered"/"degenerate" columns: the height of a bar is then the
+    share of its kernels that were clustered, as in the paper's Figures 7/8/11."""
+    return props.drop(columns=[c for c in NOT_CLUSTERED if c in props.columns])
+
+
+def is_random_init(weights_tag: str) -> bool:
+    """Whether a weights tag is a random-init twin's (the untrained control, see kernels_lib.zoo)."""
+    from .analysis import RANDOM_INIT_PREFIX
+
+    return str(weights_tag).startswith(RANDOM_INIT_PREFIX)
+
+
+def name_list(names, limit: int = 4) -> str:
+    """"a, b and c" or "a, b, c, d and 5 more": model lists in titles stay one line long."""
+    names = list(names)
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else "no model"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rows of a classification chosen for a figure, and the words its title needs.
+
+    `what` says which kernels they are ("tf_efficientnet_lite2, trained"; "all trained 5×5
+    kernels of 14 models"); `note` says why, when the asked-for model was not available.
+    """
+
+    rows: pd.DataFrame
+    kernel_size: int
+    models: list
+    trained: bool
+    what: str
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.what + (f" ({self.note})" if self.note else "")
+
+
+def _size_rows(results: pd.DataFrame, kernel_size: int) -> pd.DataFrame:
+    k = int(kernel_size)
+    return results[(results["kh"] == k) & (results["kw"] == k)]
+
+
+def select_kernels(results: pd.DataFrame, kernel_size: int, model=None, fallback: str = "pool") -> Selection:
+    """The trained k×k kernels of `model`, or what the set has instead, said out loud.
+
+    `results`: a classification, or any table with model, weights_tag, kh, kw columns (the
+    kernel database's). `model`: a name, or a list of names of which the first one present
+    with trained k×k kernels is taken. If none is (e.g. the paper's ConvNeXtV2-tiny in the
+    offline set, where only its random-init twin is), `fallback` decides: "pool" takes every
+    trained k×k kernel of the set, "largest" the trained model with most k×k kernels. If the
+    set has no trained k×k kernels at all, the random-init twins stand in and `trained` is False.
+    Raises ValueError when there are no k×k kernels at all.
+    """
+    candidates = [model] if isinstance(model, str) else list(model or [])
+    if fallback not in ("pool", "largest"):
+        raise ValueError(f"fallback must be 'pool' or 'largest', got {fallback!r}")
+    k = int(kernel_size)
+    rows = _size_rows(results, k)
+    if rows.empty:
+        sizes = sorted({f"{a}×{b}" for a, b in zip(results["kh"], results["kw"])})
+        raise ValueError(f"no {k}×{k} kernels in the classification (sizes present: {', '.join(sizes) or 'none'})")
+    twin = rows["weights_tag"].map(is_random_init).to_numpy()
+    trained = rows[~twin]
+    present = set(trained["model"])
+    for name in candidates:
+        if name in present:
+            return Selection(trained[trained["model"] == name], k, [name], True, f"{name}, trained")
+    note = ""
+    if candidates:
+        note = f"{' / '.join(candidates)}: no trained {k}×{k} kernels in this set"
+    if trained.empty:
+        pool = rows[twin]
+        stand_in = [name for name in candidates if (pool["model"] == name).any()]
+        if stand_in:
+            pool = pool[pool["model"] == stand_in[0]]
+        note = "; ".join(filter(None, [note, f"no trained {k}×{k} kernels in this set: random-init twins instead"]))
+        models = sorted(pool["model"].unique())
+        return Selection(pool, k, models, False, f"{name_list(models)}, random init", note)
+    if fallback == "largest":
+        best = trained.groupby("model").size().sort_values(ascending=False, kind="stable").index[0]
+        return Selection(trained[trained["model"] == best], k, [best], True, f"{best}, trained", note)
+    models = sorted(trained["model"].unique())
+    what = (f"{models[0]}, trained" if len(models) == 1 else
+            f"all trained {k}×{k} kernels of the set ({len(models)} models)")
+    return Selection(trained, k, models, True, what, note)
+
+
+def twins_of(selection: Selection, results: pd.DataFrame) -> Selection | None:
+    """The random-init twins of a trained selection's models (same kernel size): the untrained
+    control. None when the selection is not trained or no model has a twin."""
+    if not selection.trained:
+        return None
+    rows = _size_rows(results, selection.kernel_size)
+    rows = rows[rows["weights_tag"].map(is_random_init) & rows["model"].isin(selection.models)]
+    if rows.empty:
+        return None
+    models = sorted(rows["model"].unique())
+    what = f"{models[0]}, random init" if len(models) == 1 else f"their random-init twins ({len(models)} models)"
+    return Selection(rows, selection.kernel_size, models, False, what)
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """One trained model's k×k classification rows and those of its random-init twin (None without one)."""
+
+    model: str
+    weights_tag: str
+    kernel_size: int
+    rows: pd.DataFrame
+    twin_tag: str | None = None
+    twin_rows: pd.DataFrame | None = None
+
+
+def model_pairs(results: pd.DataFrame, kernel_size: int, models=None) -> list[ModelPair]:
+    """Every trained model with k×k kernels in `results` (or only those named in `models`), with
+    its random-init twin, in name order. A model present only as a twin is left out: it has no
+    trained kernels to compare."""
+    rows = _size_rows(results, kernel_size)
+    wanted = None if not models else set([models] if isinstance(models, str) else models)
+    pairs = []
+    for (model, tag), sub in rows.groupby(["model", "weights_tag"], sort=True):
+        if is_random_init(tag) or (wanted is not None and model not in wanted):
+            continue
+        twins = rows[(rows["model"] == model) & rows["weights_tag"].map(is_random_init)]
+        twin_tag = sorted(twins["weights_tag"].unique())[0] if len(twins) else None
+        pairs.append(ModelPair(model, tag, int(kernel_size), sub, twin_tag,
+                               twins[twins["weights_tag"] == twin_tag] if twin_tag else None))
+    if wanted is not None and not pairs:
+        raise ValueError(f"none of {sorted(wanted)} has trained {kernel_size}×{kernel_size} kernels in the "
+                         f"classification; models present: {sorted(rows['model'].unique())}")
+    return pairs
+
+
+def kernels_of(rows: pd.DataFrame, db) -> np.ndarray:
+    """The raw weights [N, k, k] of classification rows (one kernel size), read from the kernel
+    database `db` (a directory or file of `kernels_lib.store`), matched on model, weights,
+    layer and channel."""
+    from . import store
+
+    if rows.empty:
+        raise ValueError("no rows to fetch kernels for")
+    shapes = rows[["kh", "kw"]].drop_duplicates()
+    if len(shapes) != 1:
+        raise ValueError(f"rows hold several kernel sizes {shapes.values.tolist()}; select one size first")
+    kh, kw = (int(v) for v in shapes.iloc[0])
+    keys = ["model", "weights_tag", "layer", "channel"]
+    meta, kernels = store.read_kernel_array(db, (kh, kw), models=sorted(rows["model"].unique()),
+                                            weights_tags=sorted(rows["weights_tag"].unique()), columns=keys)
+    where = pd.MultiIndex.from_frame(meta[keys]).get_indexer(pd.MultiIndex.from_frame(rows[keys]))
+    if (where < 0).any():
+        missing = rows[keys][where < 0].drop_duplicates(["model", "weights_tag"])
+        raise ValueError(f"{int((where < 0).sum())} classified kernels are not in the database {db} "
+                         f"(e.g. {missing.iloc[0].to_dict()}); the classification was made from another "
+                         "database: re-run notebook 07 on this one")
+    return kernels[where]
+
+
+def _label_colour(name: str) -> str:
+    """Colour of a class's name written on white: its palette colour, darkened where that is too pale to read."""
+    from matplotlib.colors import to_rgb
+
+    if _merged(name) not in PALETTE:
+        return "black"
+    rgb = np.array(to_rgb(class_color(name)))
+    luminance = float(rgb @ [0.2126, 0.7152, 0.0722])
+    return tuple(rgb * 0.55 / luminance) if luminance > 0.55 else tuple(rgb)
+
+
+def class_galleries(panels: dict, per_class: int = 8, seed: int = 0, title: str | None = None,
+                    exclude=("degenerate",), cell: float = 0.85, caption: str | None = None) -> Figure:
+    """Figures 5/6 with a control: random kernels of each class, one row per class, for one or more
+    panels side by side (e.g. trained kernels | their random-init twins).
+
+    panels: {panel title: (kernels [N, k, k], class of each kernel)}. Every panel gets the same
+    rows (the classes of all panels, in the paper's order, `exclude`d ones left out); each row
+    label gives the class's count and share of the panel's kernels. Each kernel has its own
+    colour scale centred at zero.
+    """
+    if not panels:
+        raise ValueError("no panels to draw")
+    data = {name: (_as_kernels(k), np.asarray(c).astype(str)) for name, (k, c) in panels.items()}
+    for name, (k, c) in data.items():
+        if len(k) != len(c):
+            raise ValueError(f"panel {name!r}: {len(k)} kernels but {len(c)} class labels")
+    order = [c for c in ordered_classes(np.concatenate([c for _, c in data.values()]).tolist()) if c not in exclude]
+    if not order:
+        raise ValueError("no class left to show")
+    n = len(data)
+    fig = Figure(figsize=(n * (2.2 + cell * per_class), cell * len(order) + 1.0), layout="constrained")
+    subs = np.atleast_1d(fig.subfigures(1, n, wspace=0.03)) if n > 1 else [fig]
+    for sub, (name, (kernels, classes)) in zip(subs, data.items()):
+        rows = class_rows(kernels, classes, per_class, seed, order)
+        labels = [f"{class_label(c)}\nn={int((classes == c).sum())} ({100 * (classes == c).mean():.1f}%)"
+                  for c, _ in rows]
+        colours = [_label_colour(c) for c, _ in rows]
+        _rows_into(sub, [(lab, ks) for lab, (_, ks) in zip(labels, rows)], per_class, False, DIVERGING, colours)
+        sub.suptitle(f"{name}\n({len(kernels)} kernels)", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if caption:
+        fig.supxlabel(caption, fontsize=7)
+    return fig
+
+
+def proportion_panels(panels: dict, title: str | None = None, xlabel: str = "depthwise layer",
+                      ylabel: str = "proportion of kernels", legend_title: str = "class",
+                      colors: dict | None = None, labels: dict | None = None) -> Figure:
+    """Stacked-bar panels one above the other with one legend: e.g. a trained model's per-layer
+    proportions (Figures 7/8) over those of its random-init twin, same layers, same scale.
+
+    panels: {panel title: proportions (rows: bars, columns: classes)}.
+    """
+    if not panels:
+        raise ValueError("no panels to draw")
+    for props in panels.values():
+        _check_props(props)
+    n = max(len(p) for p in panels.values())
+    fig = Figure(figsize=(max(6.0, 0.32 * n + 3.0), 2.9 * len(panels) + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, squeeze=False).ravel())
+    columns = []
+    for ax, (name, props) in zip(axes, panels.items()):
+        _stacked_bars(ax, props, False, colors, labels)
+        ax.set_xlim(-0.6, n - 0.4)
+        if not props.to_numpy(dtype=float).any():
+            ax.text(0.5, 0.5, "no kernel clustered", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, color="grey")
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        columns += [c for c in props.columns if c not in columns]
+    axes[-1].set_xlabel(xlabel)
+    from matplotlib.patches import Patch
+    handles = [Patch(facecolor=(colors or {}).get(c) or class_color(c), label=(labels or {}).get(c) or class_label(c))
+               for c in columns]
+    fig.legend(handles=handles, title=legend_title, fontsize=7, title_fontsize=8, loc="outside right center",
+               frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def model_comparison(results: pd.DataFrame, kernel_size: int, class_col: str = "merged") -> pd.DataFrame:
+    """Figures 11/28: per model, the share of each class among its k×k kernels, rows labelled
+    by model name, each trained model followed by its random-init twin ("… (random init)");
+    a model with several trained weights names them. Built on `analysis.model_proportions`."""
+    from . import analysis
+
+    rows = _size_rows(results, kernel_size)
+    props = analysis.model_proportions(rows, kernel_size=kernel_size, class_col=class_col,
+                                       clustering=rows["clustering"].iloc[0] if len(rows) else analysis.AUTOENCODER)
+    pairs = rows[["model", "weights_tag"]].drop_duplicates()
+    tags_per_model = pairs[~pairs["weights_tag"].map(is_random_init)].groupby("model").size()
+    order, names = [], []
+    for model, tag in sorted(zip(pairs["model"], pairs["weights_tag"]), key=lambda mt: (mt[0], is_random_init(mt[1]), mt[1])):
+        order.append(f"{model}.{tag}")
+        if is_random_init(tag):
+            names.append(f"{model} (random init)")
+        else:
+            names.append(model + (f" [{tag}]" if tags_per_model.get(model, 0) > 1 else ""))
+    out = props.loc[order]
+    out.index = pd.Index(names, name="model")
+    return out
+
+
+def activation_table(selections: dict, normalise: bool = False, include_unclustered: bool = False) -> pd.DataFrame:
+    """Figure 10's data: the clustered, non-degenerate rows of each selection ({group: Selection}),
+    with a `group` column and `activation`: the sum of the weights Σᵢ wᵢ, or with `normalise`
+    the scale-free Σᵢ wᵢ / ‖w‖₂ (in [−k, k]), which kernels of differently scaled models share."""
+    parts = []
+    for group, sel in selections.items():
+        rows = sel.rows[~sel.rows["degenerate"].astype(bool)]
+        if not include_unclustered:
+            rows = rows[rows["clustered"].astype(bool)]
+        value = rows["total_activation"].to_numpy(dtype=float)
+        if normalise:
+            value = value / rows["norm"].to_numpy(dtype=float)
+        parts.append(rows.assign(group=group, activation=value))
+    if not parts:
+        raise ValueError("no selections given")
+    return pd.concat(parts, ignore_index=True)
+
+
+def activation_stats(table: pd.DataFrame, class_col: str = "merged") -> dict:
+    """{group: count, mean, std and quartiles of `activation` per class} (via `analysis.activation_by_class`)."""
+    from . import analysis
+
+    out = {}
+    for group, rows in table.groupby("group", sort=False):
+        stats = analysis.activation_by_class(rows.assign(total_activation=rows["activation"]), class_col=class_col,
+                                             clustering=rows["clustering"].iloc[0], include_unclustered=True)
+        out[str(group)] = stats.set_index("class").to_dict(orient="index")
+    return out
+
+
+def weight_groups(rows: pd.DataFrame, selection: Selection) -> dict:
+    """{"trained": (weights tag, rows), "random init": (twin's tag, rows)} of one model's rows of a
+    classification, for the selection's (first) model; only "random init" when the selection
+    is itself the random-init stand-in, and no "random init" when the model has no twin."""
+    model = selection.models[0]
+    mine = rows[(rows["model"] == model) & rows["kh"].isin([selection.kernel_size])]
+    tags = sorted(mine["weights_tag"].unique(), key=lambda t: (is_random_init(t), t))
+    trained = [t for t in tags if not is_random_init(t)] if selection.trained else []
+    twin = [t for t in tags if is_random_init(t)]
+    groups = {}
+    if trained:
+        groups["trained"] = (trained[0], mine[mine["weights_tag"] == trained[0]])
+    if twin:
+        groups["random init"] = (twin[0], mine[mine["weights_tag"] == twin[0]])
+    if not groups:
+        raise ValueError(f"no {selection.kernel_size}×{selection.kernel_size} rows of {model} in the classification")
+    return groups
+
+
+def cluster_sizes(fit) -> np.ndarray:
+    """Kernels in each cluster of a `classify.kmeans_3x3` fit (degenerate kernels are in none)."""
+    return np.bincount(fit.code_index[~fit.degenerate], minlength=len(fit.names))
+
+
+def cluster_titles(fit) -> list[str]:
+    """One title per k-means cluster of `classify.kmeans_3x3`: its id, the DoG-family template it is
+    named after ("Other" below the naming cosine) and their mean-centred cosine."""
+    return [f"C{c}: {class_label(str(name))}\ncos {cos:.2f}" for c, (name, cos) in
+            enumerate(zip(fit.names, fit.template_cosine))]
+
+
+def cluster_legend(fit) -> tuple[dict, dict]:
+    """(colours, labels) of the k-means clusters of `classify.kmeans_3x3`, keyed by cluster id,
+    for `stacked_proportions`/`proportion_panels` on `prototype` columns; −1 is "degenerate"."""
+    colours = {c: cluster_colour(c) for c in range(len(fit.names))}
+    names = {c: f"C{c}: {class_label(str(fit.names[c]))} (cos {fit.template_cosine[c]:.2f})"
+             for c in range(len(fit.names))}
+    colours[-1], names[-1] = PALETTE["degenerate"], CLASS_LABELS["degenerate"]
+    return colours, names
+
+
+def file_stem(name: str) -> str:
+    """A figure file name from a model name or label: anything but letters, digits, '.', '-' and '_' becomes '_'."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", str(name)).strip("_") or "figure"
