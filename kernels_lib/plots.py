@@ -669,8 +669,9 @@ def total_activation_boxes(table: pd.DataFrame, class_col: str = "class", value_
             raise ValueError(f"rows of groups {sorted(map(str, unknown))} not in groups={groups}")
     else:
         groups = [None]
-    width = 0.75 / len(groups)
-    fig = Figure(figsize=(max(5.0, (0.7 + 0.45 * len(groups)) * len(classes) + 1.5), 4.4), layout="constrained")
+    drawn = [g for g in groups if g is None or (table[group_col] == g).any()]  # boxes share the slot
+    width = 0.75 / max(1, len(drawn))
+    fig = Figure(figsize=(max(5.0, (0.7 + 0.45 * len(drawn)) * len(classes) + 1.5), 4.4), layout="constrained")
     ax = fig.subplots()
     counts = []
     for j, g in enumerate(groups):
@@ -680,7 +681,8 @@ def total_activation_boxes(table: pd.DataFrame, class_col: str = "class", value_
         keep = [i for i, d in enumerate(data) if len(d)]
         if not keep:
             continue
-        pos = np.arange(1, len(classes) + 1, dtype=float)[keep] + (j - (len(groups) - 1) / 2) * width
+        slot = drawn.index(g)
+        pos = np.arange(1, len(classes) + 1, dtype=float)[keep] + (slot - (len(drawn) - 1) / 2) * width
         box = ax.boxplot([data[i] for i in keep], positions=pos, patch_artist=True, showfliers=True,
                          widths=0.9 * width, flierprops=dict(markersize=2, alpha=0.4),
                          medianprops=dict(color="black"), manage_ticks=False)
