@@ -358,3 +358,63 @@ def train(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return ae
+
+
+#: Weights tags of the untrained random-init twins in a kernel database (kernels_lib.zoo).
+RANDOM_INIT_PREFIX = "random-init"
+
+
+def corpus_kernels(kernel_size: int, db=None, models=None, synthetic: dict | None = None,
+                   include_random_init: bool = False) -> tuple[np.ndarray, dict]:
+    """The training corpus of one kernel size, and its description for the provenance.
+
+    db: a kernel database (file or directory, `kernels_lib.store`); its random-init twins are
+    left out unless `include_random_init` (they are the untrained control, not trained kernels).
+    synthetic: keyword arguments of `kernels_lib.dog.synthetic_bank` (n, snr, seed, …) to add a
+    labelled synthetic DoG-family bank. At least one of the two is needed.
+    """
+    if db is None and not synthetic:
+        raise ValueError("give a kernel database (db=...) and/or a synthetic bank (synthetic={'n': ..., 'snr': ...})")
+    parts, corpus = [], {"kernel_size": [kernel_size, kernel_size]}
+    if db is not None:
+        from . import store
+
+        meta, arr = store.read_kernel_array(db, kernel_size, models=models, columns=["model", "weights_tag"])
+        twin = meta["weights_tag"].astype(str).str.startswith(RANDOM_INIT_PREFIX).to_numpy()
+        if not include_random_init:
+            meta, arr = meta[~twin], arr[~twin]
+        if len(arr) == 0:
+            raise ValueError(f"{db} holds no {'' if include_random_init else 'trained '}{kernel_size}×{kernel_size} kernels"
+                             + (f" of models {models}" if models else ""))
+        counts = meta.groupby(["model", "weights_tag"], sort=True).size()
+        corpus["database"] = str(db)
+        corpus["real_kernels"] = int(len(arr))
+        corpus["random_init_twins_left_out"] = 0 if include_random_init else int(twin.sum())
+        corpus["models"] = {f"{m} [{t}]": int(c) for (m, t), c in counts.items()}
+        parts.append(arr.astype(np.float32))
+    if synthetic:
+        from . import dog
+
+        spec = dict(synthetic)
+        bank = dog.synthetic_bank(kernel_size, **spec)
+        corpus["synthetic"] = {"generator": "kernels_lib.dog.synthetic_bank", "k": kernel_size, **spec,
+                               "n_kernels": int(len(bank.kernels))}
+        parts.append(bank.kernels.astype(np.float32))
+    return np.concatenate(parts), corpus
+
+
+def train_from_db(kernel_size: int, db=None, out_dir=None, *, models=None, synthetic: dict | None = None,
+                  include_random_init: bool = False, overwrite: bool = False, note: str | None = None,
+                  **train_kwargs) -> Autoencoder:
+    """Train the autoencoder of one kernel size on a kernel database and/or a synthetic bank.
+
+    The corpus (models and counts, twins left out, synthetic bank parameters, `note`) goes into
+    the provenance; with `out_dir` the result is saved there. Other keywords go to `train`.
+    """
+    kernels, corpus = corpus_kernels(kernel_size, db, models, synthetic, include_random_init)
+    if note:
+        corpus["note"] = note
+    ae = train(kernels, corpus=corpus, **train_kwargs)
+    if out_dir is not None:
+        ae.save(out_dir, overwrite=overwrite)
+    return ae

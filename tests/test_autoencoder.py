@@ -8,6 +8,7 @@ from torch import nn
 
 from kernels_lib.autoencoder import (
     BASIS_FILE, CONFIG_FILE, PROVENANCE_FILE, WEIGHTS_FILE, Autoencoder, KernelAutoencoder, cosine_loss, train,
+    train_from_db,
 )
 from kernels_lib.errors import CorruptFileError
 from kernels_lib.preprocess import prepare
@@ -161,3 +162,33 @@ def test_load_names_the_bad_file(trained, tmp_path):
         Autoencoder.load(target)
     with pytest.raises(FileNotFoundError, match="train one"):
         Autoencoder.load(tmp_path / "nothing")
+
+
+def test_train_from_db_uses_trained_kernels_and_records_the_corpus(tmp_path):
+    """Random-init twins stay out, synthetic kernels come in, and the provenance says so."""
+    from kernels_lib import dog, store
+    from kernels_lib.records import ConvLayer, kernel_table
+
+    def layer(weights):
+        return ConvLayer("blocks.0.conv_dw", weights[:, None].astype(np.float32), in_channels=len(weights), groups=len(weights))
+
+    trained = dog.synthetic_bank(5, 96, snr=4.0, seed=1).kernels
+    trained[0] = 0.0                                             # one pruned kernel
+    store.write_kernels(kernel_table([layer(trained)], "net", "v1", "module"), tmp_path / "db" / "net.parquet")
+    twin = dog.random_kernels(5, 64, seed=2)
+    store.write_kernels(kernel_table([layer(twin)], "net", "random-init-seed0", "module"), tmp_path / "db" / "twin.parquet")
+    seven = dog.random_kernels(7, 8, seed=3)
+    store.write_kernels(kernel_table([layer(seven)], "other", "v1", "module"), tmp_path / "db" / "seven.parquet")
+
+    ae = train_from_db(5, tmp_path / "db", tmp_path / "ae", synthetic={"n": 50, "snr": 4.0, "seed": 0},
+                       note="test corpus", hidden=SMALL, max_epochs=1, device="cpu", progress=False)
+    p = Autoencoder.load(tmp_path / "ae").provenance
+    assert (p["n_kernels"], p["n_degenerate_excluded"], p["n_used"]) == (146, 1, 145)
+    corpus = p["corpus"]
+    assert corpus["models"] == {"net [v1]": 96} and corpus["random_init_twins_left_out"] == 64
+    assert corpus["synthetic"]["n_kernels"] == 50 and corpus["synthetic"]["snr"] == 4.0
+    assert corpus["note"] == "test corpus" and ae.kernel_shape == (5, 5)
+    with pytest.raises(ValueError, match="no trained 3×3 kernels"):
+        train_from_db(3, tmp_path / "db", progress=False)
+    with pytest.raises(ValueError, match="give a kernel database"):
+        train_from_db(5)
