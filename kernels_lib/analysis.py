@@ -324,12 +324,19 @@ def default_results_path(model_set: str) -> Path:
 
 
 def write_results(results: pd.DataFrame, path) -> Path:
-    """Write a classification atomically (temporary file in the same folder, then rename)."""
+    """Write a classification atomically (temporary file in the same folder, then rename).
+
+    Temporary files are named as the kernel database's, so `store.remove_stale_temp_files`
+    clears those a killed writer left behind (it runs here first).
+    """
+    from . import store
+
     missing = [c for c in RESULT_COLUMNS if c not in results.columns]
     if missing:
         raise AnalysisError(f"results lack columns {missing}; build them with classify_database")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    store.remove_stale_temp_files(path.parent)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         results.to_parquet(tmp, index=False, compression="zstd")

@@ -209,3 +209,11 @@ def test_kmeans_runs_per_model_and_leaves_too_small_models_unclustered():
     # the big model's clusters do not depend on the small one being there
     alone = analysis.classify_database(big, {}, kmeans_clusters=4, progress=False)
     assert alone["label"].tolist() == b["label"].tolist()
+
+
+def test_write_results_clears_temporaries_of_dead_writers(results, tmp_path):
+    res, _ = results
+    stale = tmp_path / f".{analysis.RESULTS_FILE}.999999999.0123abcd.tmp"   # a writer that no longer runs
+    stale.write_bytes(b"partial")
+    analysis.write_results(res, tmp_path / analysis.RESULTS_FILE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [analysis.RESULTS_FILE]

@@ -43,8 +43,8 @@ def autoencoders(tmp_path_factory):
     """Small 5×5 and 7×7 autoencoders trained on synthetic banks, spectra labelled automatically."""
     root = tmp_path_factory.mktemp("autoencoders")
     for k in (5, 7):
-        bank = dog.synthetic_bank(k, 500, snr=8.0, seed=k)
-        ae = train(bank.kernels, hidden=(24, 12), max_epochs=6, lr=3e-3, batch_size=32, progress=False, seed=0)
+        bank = dog.synthetic_bank(k, 300, snr=8.0, seed=k)
+        ae = train(bank.kernels, hidden=(24, 12), max_epochs=4, lr=3e-3, batch_size=32, progress=False, seed=0)
         ae.save(root / f"{k}x{k}")
         spectrum.label_spectrum(root / f"{k}x{k}", n=2000, ae=ae)
     return root
@@ -135,8 +135,8 @@ def test_07_classifies_the_smoke_set(tmp_path, autoencoders, smoke_db):
 
 @pytest.mark.slow
 def test_08_autoencoder_vs_kmeans_small_profile(tmp_path):
-    result, out = _run("08_autoencoder_vs_kmeans", tmp_path, n_train=1000, n_test=400, n_random=400,
-                       n_clusters=[10, 16], hidden=[48, 24], epochs=6, lr=3e-3, batch_size=32, n_codes=2000)
+    result, out = _run("08_autoencoder_vs_kmeans", tmp_path, n_train=600, n_test=400, n_random=400,
+                       n_clusters=[10, 16], hidden=[24, 12], epochs=3, lr=3e-3, batch_size=32, n_codes=1000)
     assert set(result["banks"]) == {"7×7, SNR 2", "5×5, SNR 4"}
     for name, bank in result["banks"].items():
         summary = pd.DataFrame(bank["summary"]).set_index("method")
