@@ -242,22 +242,6 @@ def _kernels_of_size(db, k: int, models=None, weights_tags=None) -> tuple[pd.Dat
     return table, np.stack(table["kernel"].to_numpy()).astype(np.float32).reshape(len(table), k, k)
 
 
-def training_kernels(db, kernel_size: int, models=None, include_random_init: bool = False):
-    """(metadata rows, kernels [N, k, k]) to train an autoencoder on: the trained k×k kernels of a database.
-
-    Random-init twins are the untrained control and stay out unless asked; degenerate kernels
-    stay in (training drops and counts them).
-    """
-    meta, kernels = _kernels_of_size(db, int(kernel_size), models)
-    keep = np.ones(len(meta), dtype=bool) if include_random_init else \
-        ~meta["weights_tag"].str.startswith(RANDOM_INIT_PREFIX).to_numpy()
-    if not keep.any():
-        raise AnalysisError(f"no trained {kernel_size}×{kernel_size} kernels in the database "
-                            f"({len(meta)} of random-init twins); pick another model set or kernel size, "
-                            "or train on a synthetic bank")
-    return meta[keep].reset_index(drop=True), kernels[keep]
-
-
 def training_config(directory) -> dict:
     """The hyper-parameters an autoencoder directory was trained with (config + provenance), to train
     another one the same way: hidden, negative_slope, lr, batch_size, max_epochs, patience, min_delta."""
