@@ -811,7 +811,7 @@ def select_kernels(results: pd.DataFrame, kernel_size: int, model=None, fallback
         stand_in = [name for name in candidates if (pool["model"] == name).any()]
         if stand_in:
             pool = pool[pool["model"] == stand_in[0]]
-        note = "; ".join(filter(None, [note, f"no trained {k}×{k} kernels in this set: random-init twins instead"]))
+        note = f"no trained {k}×{k} kernels in this set: random-init twins instead"
         models = sorted(pool["model"].unique())
         return Selection(pool, k, models, False, f"{name_list(models)}, random init", note)
     if fallback == "largest":
@@ -932,7 +932,11 @@ def class_galleries(panels: dict, per_class: int = 8, seed: int = 0, title: str 
                   for c, _ in rows]
         colours = [_label_colour(c) for c, _ in rows]
         _rows_into(sub, [(lab, ks) for lab, (_, ks) in zip(labels, rows)], per_class, False, DIVERGING, colours)
-        sub.suptitle(f"{name}\n({len(kernels)} kernels)", fontsize=9)
+        if n > 1:
+            sub.suptitle(f"{name}\n({len(kernels)} kernels)", fontsize=9)
+    if n == 1:   # one panel: the figure's title names it
+        name, (kernels, _) = next(iter(data.items()))
+        title = "\n".join(filter(None, [title, f"{name} ({len(kernels)} kernels)"]))
     if title:
         fig.suptitle(title, fontsize=10)
     if caption:
