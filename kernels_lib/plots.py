@@ -747,10 +747,12 @@ def is_random_init(weights_tag: str) -> bool:
 
 def name_list(names, limit: int = 4) -> str:
     """"a, b and c" or "a, b, c, d and 5 more": model lists in titles stay one line long."""
-    names = list(names)
+    names = [str(n) for n in names]
+    if not names:
+        return "no model"
     if len(names) > limit:
         return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else "no model"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 @dataclass(frozen=True)
