@@ -745,6 +745,13 @@ def is_random_init(weights_tag: str) -> bool:
     return str(weights_tag).startswith(RANDOM_INIT_PREFIX)
 
 
+def _twin_mask(tags: pd.Series) -> pd.Series:
+    """`is_random_init` of a whole column at once."""
+    from .analysis import RANDOM_INIT_PREFIX
+
+    return tags.astype(str).str.startswith(RANDOM_INIT_PREFIX)
+
+
 def name_list(names, limit: int = 4) -> str:
     """"a, b and c" or "a, b, c, d and 5 more": model lists in titles stay one line long."""
     names = [str(n) for n in names]
@@ -799,7 +806,7 @@ def select_kernels(results: pd.DataFrame, kernel_size: int, model=None, fallback
     if rows.empty:
         sizes = sorted({f"{a}×{b}" for a, b in zip(results["kh"], results["kw"])})
         raise ValueError(f"no {k}×{k} kernels in the classification (sizes present: {', '.join(sizes) or 'none'})")
-    twin = rows["weights_tag"].map(is_random_init).to_numpy()
+    twin = rows["weights_tag"].pipe(_twin_mask).to_numpy()
     trained = rows[~twin]
     present = set(trained["model"])
     for name in candidates:
@@ -831,7 +838,7 @@ def twins_of(selection: Selection, results: pd.DataFrame) -> Selection | None:
     if not selection.trained:
         return None
     rows = _size_rows(results, selection.kernel_size)
-    rows = rows[rows["weights_tag"].map(is_random_init) & rows["model"].isin(selection.models)]
+    rows = rows[rows["weights_tag"].pipe(_twin_mask) & rows["model"].isin(selection.models)]
     if rows.empty:
         return None
     models = sorted(rows["model"].unique())
@@ -861,7 +868,7 @@ def model_pairs(results: pd.DataFrame, kernel_size: int, models=None) -> list[Mo
     for (model, tag), sub in rows.groupby(["model", "weights_tag"], sort=True):
         if is_random_init(tag) or (wanted is not None and model not in wanted):
             continue
-        twins = rows[(rows["model"] == model) & rows["weights_tag"].map(is_random_init)]
+        twins = rows[(rows["model"] == model) & rows["weights_tag"].pipe(_twin_mask)]
         twin_tag = sorted(twins["weights_tag"].unique())[0] if len(twins) else None
         pairs.append(ModelPair(model, tag, int(kernel_size), sub, twin_tag,
                                twins[twins["weights_tag"] == twin_tag] if twin_tag else None))
@@ -992,7 +999,7 @@ def model_comparison(results: pd.DataFrame, kernel_size: int, class_col: str = "
     props = analysis.model_proportions(rows, kernel_size=kernel_size, class_col=class_col,
                                        clustering=rows["clustering"].iloc[0] if len(rows) else analysis.AUTOENCODER)
     pairs = rows[["model", "weights_tag"]].drop_duplicates()
-    tags_per_model = pairs[~pairs["weights_tag"].map(is_random_init)].groupby("model").size()
+    tags_per_model = pairs[~pairs["weights_tag"].pipe(_twin_mask)].groupby("model").size()
     order, names = [], []
     for model, tag in sorted(zip(pairs["model"], pairs["weights_tag"]), key=lambda mt: (mt[0], is_random_init(mt[1]), mt[1])):
         order.append(f"{model}.{tag}")
