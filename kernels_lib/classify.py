@@ -356,15 +356,21 @@ class _Searcher:
         """x·(coarse anchor), float32 [n, B+1]."""
         return x32 @ self.coarse_t
 
-    def coarse_blocks(self, s1, floor, skip=None):
-        """(row, coarse block) pairs whose chord bound reaches floor[row] (float64 [n]).
-
-        A cheap float32 bound (larger anchor + bulge/4 + margin) is tried on every block first,
-        the exact chord bound only on the blocks that pass it. `skip` [n] leaves out blocks
-        skip−1 and skip (the window already searched).
-        """
+    def coarse_simple_bounds(self, s1):
+        """Cheap float32 upper bound of every coarse block [n, B]: larger anchor + bulge/4 + margin."""
         ub = np.maximum(s1[:, :-1], s1[:, 1:])
         ub += self.coarse_quarter
+        return ub
+
+    def coarse_blocks(self, s1, floor, skip=None, ub=None):
+        """(row, coarse block) pairs whose chord bound reaches floor[row] (float64 [n]).
+
+        The cheap bound (`ub`, computed if not given) is tried on every block first, the exact
+        chord bound only on the blocks that pass it. `skip` [n] leaves out blocks skip−1 and
+        skip (the window already searched).
+        """
+        if ub is None:
+            ub = self.coarse_simple_bounds(s1)
         live = ub >= (floor - 1e-6).astype(np.float32)[:, None]
         if skip is not None:
             _clear_pair(live, skip - 1)
@@ -590,24 +596,23 @@ def _settler(min_sim: float, block_label: np.ndarray):
         n = len(xc)
         rows = np.arange(n)
         k = s1.argmax(axis=1)
-        code = searcher.ix.fine[searcher.ix.coarse[k]]
-        value = np.einsum("ij,ij->i", xc, searcher.ix.unit[code])      # exact similarity of that code
-        ub = np.maximum(s1[:, :-1], s1[:, 1:])
-        ub += searcher.coarse_quarter
-        top = ub.max(axis=1, initial=-np.inf).astype(np.float64)
-        top = np.maximum(top, s1[rows, k] + searcher.tol)                  # a single code has no blocks
-        out = top < min_sim
-        lb = s1[rows, k].astype(np.float64) - searcher.tol
+        best_anchor = s1[rows, k].astype(np.float64)
+        ub = searcher.coarse_simple_bounds(s1)
+        top = np.maximum(ub.max(axis=1, initial=-np.inf), best_anchor + searcher.tol)  # one code: no blocks
+        done = top < min_sim
+        lb = best_anchor - searcher.tol
         inn = np.flatnonzero(lb > min_sim)
-        pure = np.zeros(n, dtype=bool)
         if len(inn) and len(block_label):
-            i, b = searcher.coarse_blocks(s1[inn], lb[inn])                 # i sorted
+            i, b = searcher.coarse_blocks(s1[inn], lb[inn], ub=ub[inn])   # i sorted
             lab = block_label[b]
             starts = np.r_[0, np.flatnonzero(np.diff(i)) + 1]
             lo = np.minimum.reduceat(lab, starts)
             hi = np.maximum.reduceat(lab, starts)
-            pure[inn[i[starts]]] = (lo == hi) & (lo >= 0)
-        return out | pure, code, value
+            done[inn[i[starts]]] = (lo == hi) & (lo >= 0)
+        code = searcher.ix.fine[searcher.ix.coarse[k]]
+        value = np.empty(n)
+        value[done] = np.einsum("ij,ij->i", xc[done], searcher.ix.unit[code[done]])  # exact similarity
+        return done, code, value
 
     return settle
 
