@@ -714,10 +714,10 @@ def minmax_encode(kernels) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray(kernels, dtype=np.float64)
     if arr.ndim != 3:
         raise ValueError(f"kernels must have shape [N, kh, kw], got {arr.shape}")
-    flat = arr.reshape(len(arr), -1)
+    flat = arr.reshape(len(arr), arr.shape[1] * arr.shape[2])
     bad = degenerate_mask(flat) if len(flat) else np.zeros(0, dtype=bool)
     safe = np.where(bad[:, None], 0.0, flat)
-    lo = safe.min(axis=1, keepdims=True, initial=np.inf) if flat.shape[1] else safe
+    lo = safe.min(axis=1, keepdims=True, initial=np.inf)
     span = safe.max(axis=1, keepdims=True, initial=-np.inf) - lo
     enc = np.divide(safe - lo, span, out=np.zeros_like(safe), where=~bad[:, None])
     return enc.reshape(arr.shape), bad
