@@ -103,6 +103,22 @@ def _deterministic(device: torch.device):
         torch.use_deterministic_algorithms(before)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Use `n` intra-op threads for the duration (None: leave torch's setting alone)."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ValueError(f"num_threads must be ≥ 1, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class Autoencoder:
     """A trained kernel autoencoder with everything needed to use and reproduce it."""
@@ -270,6 +286,7 @@ def train(
     seed: int = 0,
     negative_slope: float = 0.01,
     device=None,
+    num_threads: int | None = None,
     progress: bool = True,
     corpus=None,
 ) -> Autoencoder:
@@ -278,8 +295,9 @@ def train(
     Degenerate kernels are excluded and counted. Training stops when the epoch's mean loss
     has not improved by `min_delta` for `patience` epochs (or after `max_epochs`); the
     weights of the best epoch are kept. Same seed, data and device → same weights (on CPU
-    with the same number of torch threads). `corpus` describes the training data for the
-    provenance (a string or a JSON-able dict).
+    with the same number of torch threads). `num_threads` sets torch's CPU threads while
+    training (these small layers often run faster on 1 thread on a shared machine). `corpus`
+    describes the training data for the provenance (a string or a JSON-able dict).
     """
     prep = kernels if isinstance(kernels, Prepared) else prepare(np.asarray(kernels))
     kh, kw = prep.kernel_shape
@@ -291,7 +309,7 @@ def train(
     device = torch.device(device) if device is not None else default_device()
     d = kh * kw - 1
 
-    with torch.random.fork_rng(devices=[]), _deterministic(device):
+    with torch.random.fork_rng(devices=[]), _deterministic(device), _torch_threads(num_threads):
         torch.manual_seed(seed)
         module = KernelAutoencoder(d, hidden, negative_slope).to(device)
         gen = torch.Generator().manual_seed(seed)
@@ -326,6 +344,7 @@ def train(
                     break
         bar.close()
         elapsed = time.perf_counter() - started
+        threads = torch.get_num_threads()
         module.load_state_dict(best_state)
 
     ae = Autoencoder(module, (kh, kw), tuple(int(h) for h in hidden), float(negative_slope), hyperplane_basis(kh * kw))
@@ -350,7 +369,7 @@ def train(
         "code_saturated_fraction": float(np.mean((codes < 1e-3) | (codes > 1 - 1e-3))),
         "code_histogram_20_bins": np.histogram(codes, bins=20, range=(0.0, 1.0))[0].tolist(),
         "device": str(device),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads,
         "train_seconds": round(elapsed, 2),
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,

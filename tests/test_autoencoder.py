@@ -33,7 +33,7 @@ def _three_patterns(n_per_class=300, k=5, noise=0.3, seed=0):
 def trained():
     kernels, labels, templates = _three_patterns()
     ae = train(kernels, hidden=SMALL, lr=3e-3, batch_size=32, max_epochs=40, patience=4,
-               seed=3, device="cpu", progress=False, corpus="three synthetic patterns")
+               seed=3, device="cpu", num_threads=1, progress=False, corpus="three synthetic patterns")
     return ae, kernels, labels, templates
 
 
@@ -94,7 +94,7 @@ def test_decode_gives_centred_unit_kernels(trained):
 
 def test_same_seed_same_weights_other_seed_differs():
     kernels, _, _ = _three_patterns(n_per_class=50)
-    kw = dict(hidden=SMALL, lr=1e-3, batch_size=32, max_epochs=3, device="cpu", progress=False)
+    kw = dict(hidden=SMALL, lr=1e-3, batch_size=32, max_epochs=3, device="cpu", num_threads=1, progress=False)
     a, b, c = train(kernels, seed=5, **kw), train(kernels, seed=5, **kw), train(kernels, seed=6, **kw)
     for (name, wa), wb, wc in zip(a.module.state_dict().items(), b.module.state_dict().values(),
                                   c.module.state_dict().values()):
@@ -106,7 +106,7 @@ def test_same_seed_same_weights_other_seed_differs():
 def test_degenerate_kernels_are_excluded_and_counted():
     kernels, _, _ = _three_patterns(n_per_class=40)
     bad = np.stack([np.zeros((5, 5)), np.full((5, 5), 2.0), np.full((5, 5), np.nan)])
-    ae = train(np.concatenate([kernels, bad]), hidden=SMALL, max_epochs=2, device="cpu", progress=False)
+    ae = train(np.concatenate([kernels, bad]), hidden=SMALL, max_epochs=2, device="cpu", num_threads=1, progress=False)
     p = ae.provenance
     assert (p["n_kernels"], p["n_used"], p["n_degenerate_excluded"]) == (123, 120, 3)
     assert np.isfinite(p["loss_history"]).all()
@@ -118,9 +118,12 @@ def test_degenerate_kernels_are_excluded_and_counted():
 
 def test_plateau_stops_training_and_keeps_the_best_epoch():
     kernels, _, _ = _three_patterns(n_per_class=40)
-    ae = train(kernels, hidden=SMALL, max_epochs=50, patience=2, min_delta=10.0, device="cpu", progress=False)
+    threads = torch.get_num_threads()
+    ae = train(kernels, hidden=SMALL, max_epochs=50, patience=2, min_delta=10.0, device="cpu", num_threads=1,
+               progress=False)
     # Epoch 1 improves on "nothing yet"; no later epoch can improve by 10: stop after 1 + patience.
     assert ae.provenance["epochs_run"] == 3 and ae.provenance["best_epoch"] == 1
+    assert ae.provenance["torch_threads"] == 1 and torch.get_num_threads() == threads   # restored
 
 
 def test_bad_training_arguments_are_refused():
@@ -181,7 +184,7 @@ def test_train_from_db_uses_trained_kernels_and_records_the_corpus(tmp_path):
     store.write_kernels(kernel_table([layer(seven)], "other", "v1", "module"), tmp_path / "db" / "seven.parquet")
 
     ae = train_from_db(5, tmp_path / "db", tmp_path / "ae", synthetic={"n": 50, "snr": 4.0, "seed": 0},
-                       note="test corpus", hidden=SMALL, max_epochs=1, device="cpu", progress=False)
+                       note="test corpus", hidden=SMALL, max_epochs=1, device="cpu", num_threads=1, progress=False)
     p = Autoencoder.load(tmp_path / "ae").provenance
     assert (p["n_kernels"], p["n_degenerate_excluded"], p["n_used"]) == (146, 1, 145)
     corpus = p["corpus"]

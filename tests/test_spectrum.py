@@ -108,7 +108,7 @@ def test_propose_labels_names_runs_and_allows_a_class_twice():
 def test_label_spectrum_never_overwrites_a_hand_edited_file(tmp_path):
     bank = dog.synthetic_bank(5, 600, snr=8.0, seed=0)
     ae = train(bank.kernels, hidden=(64, 32, 16, 8), lr=1e-3, batch_size=64, max_epochs=3,
-               device="cpu", progress=False)
+               device="cpu", num_threads=1, progress=False)
     directory = ae.save(tmp_path / "ae")
     spectrum = decode_spectrum(ae, 500)
     assert spectrum.kernels.shape == (500, 5, 5) and np.allclose(spectrum.codes, code_grid(500))
