@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon, Rectangle
 from matplotlib.ticker import MaxNLocator
@@ -239,17 +240,30 @@ def method_comparison(summaries: dict, title: str | None = None) -> Figure:
 
 
 def recall_heatmap(per_class: pd.DataFrame, value: str = "recall", title: str | None = None) -> Figure:
-    """Per-class precision or recall (rows: methods, columns: classes) as an annotated heatmap."""
+    """Per-class precision or recall (rows: methods, columns: classes) as an annotated heatmap.
+
+    Precision of a class a method never predicts is undefined: its cell is grey with "—".
+    """
     table = per_class.pivot_table(index="method", columns="class", values=value, sort=False)
     table = table[[c for c in plots.ordered_classes(table.columns)]]
+    undefined = np.zeros(table.shape, dtype=bool)
+    if value == "precision":
+        predicted = per_class.pivot_table(index="method", columns="class", values="predicted", sort=False)
+        undefined = (predicted.loc[table.index, table.columns] == 0).to_numpy()
+    values = np.ma.masked_array(table.to_numpy(dtype=float), undefined)
     fig = Figure(figsize=(1.0 * table.shape[1] + 2.5, 0.45 * table.shape[0] + 1.4), layout="constrained")
     ax = fig.subplots()
-    im = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    cmap = colormaps["viridis"].copy()
+    cmap.set_bad("#d5d8dc")
+    im = ax.imshow(values, cmap=cmap, vmin=0, vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+        text = "—" if undefined[i, j] else f"{v:.2f}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                color="black" if undefined[i, j] or v >= 0.6 else "white")
     ax.set_xticks(np.arange(table.shape[1]), [plots.class_label(c) for c in table.columns], fontsize=7, rotation=30,
                   ha="right")
     ax.set_yticks(np.arange(table.shape[0]), table.index, fontsize=8)
     fig.colorbar(im, ax=ax, shrink=0.8, label=value)
-    ax.set_title(title or f"Per-class {value}", fontsize=10)
+    ax.set_title((title or f"Per-class {value}") + (" (—: class never predicted)" if undefined.any() else ""),
+                 fontsize=10)
     return fig
