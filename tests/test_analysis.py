@@ -64,7 +64,8 @@ def autoencoders(tmp_path_factory):
     dirs = {}
     for k in (5, 7):
         bank = dog.synthetic_bank(k, 400, snr=8.0, seed=k)
-        ae = train(bank.kernels, hidden=(32, 16), max_epochs=6, lr=3e-3, batch_size=32, progress=False, seed=0)
+        ae = train(bank.kernels, hidden=(32, 16), max_epochs=6, lr=3e-3, batch_size=32, progress=False, seed=0,
+                   num_threads=1)
         dirs[k] = ae.save(root / f"{k}x{k}")
         spectrum.write_labels(dirs[k] / spectrum.LABEL_FILE, [
             {"start": 0.0, "end": 0.3, "label": "on"}, {"start": 0.3, "end": 0.5, "label": "on-dx"},

@@ -76,7 +76,7 @@ def test_compare_scores_both_paths_with_one_function():
     test = dog.synthetic_bank(7, 300, snr=2.0, seed=1)
     summary, per_class, classifiers = baselines.compare(
         train.kernels, test.kernels, test.classes, dog.random_kernels(7, 300, seed=2), n_clusters=(10,), seed=0,
-        autoencoder_kwargs=dict(hidden=(32, 16), max_epochs=3, lr=3e-3, batch_size=64), n_codes=2000)
+        autoencoder_kwargs=dict(hidden=(32, 16), max_epochs=3, lr=3e-3, batch_size=64, num_threads=1), n_codes=2000)
     assert summary["method"].tolist() == ["autoencoder", "kmeans-10"]
     assert summary["n_prototypes"].tolist() == [2000, 10]
     for col in ("accuracy", "accuracy_clustered", "clustered_fraction", "random_clustered_fraction"):

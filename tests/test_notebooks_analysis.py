@@ -44,7 +44,8 @@ def autoencoders(tmp_path_factory):
     root = tmp_path_factory.mktemp("autoencoders")
     for k in (5, 7):
         bank = dog.synthetic_bank(k, 300, snr=8.0, seed=k)
-        ae = train(bank.kernels, hidden=(24, 12), max_epochs=4, lr=3e-3, batch_size=32, progress=False, seed=0)
+        ae = train(bank.kernels, hidden=(24, 12), max_epochs=4, lr=3e-3, batch_size=32, progress=False, seed=0,
+                   num_threads=1)
         ae.save(root / f"{k}x{k}")
         spectrum.label_spectrum(root / f"{k}x{k}", n=2000, ae=ae)
     return root
@@ -61,7 +62,7 @@ def smoke_db(tmp_path_factory):
 @pytest.mark.slow
 def test_05_trains_with_the_reference_hyper_parameters(tmp_path, autoencoders):
     result, out = _run("05_autoencoder_training", tmp_path, kernel_size=7, training_data="synthetic",
-                       n_synthetic=400, reference_dir=str(autoencoders), epochs=3,
+                       n_synthetic=400, reference_dir=str(autoencoders), epochs=3, num_threads=1,
                        save_dir=str(tmp_path / "trained"))
     # hyper-parameters come from the reference (hidden, lr, batch) except what was set (epochs)
     assert result["settings"]["hidden"] == [24, 12] and result["settings"]["lr"] == 3e-3
@@ -136,7 +137,8 @@ def test_07_classifies_the_smoke_set(tmp_path, autoencoders, smoke_db):
 @pytest.mark.slow
 def test_08_autoencoder_vs_kmeans_small_profile(tmp_path):
     result, out = _run("08_autoencoder_vs_kmeans", tmp_path, n_train=600, n_test=400, n_random=400,
-                       n_clusters=[10, 16], hidden=[24, 12], epochs=3, lr=3e-3, batch_size=32, n_codes=1000)
+                       n_clusters=[10, 16], hidden=[24, 12], epochs=3, lr=3e-3, batch_size=32, n_codes=1000,
+                       num_threads=1)
     assert set(result["banks"]) == {"7×7, SNR 2", "5×5, SNR 4"}
     for name, bank in result["banks"].items():
         summary = pd.DataFrame(bank["summary"]).set_index("method")
