@@ -283,6 +283,8 @@ def train(
     max_epochs: int = 100,
     patience: int = 5,
     min_delta: float = 1e-4,
+    lr_drops: int = 0,
+    lr_drop_factor: float = 0.3,
     seed: int = 0,
     negative_slope: float = 0.01,
     device=None,
@@ -292,9 +294,10 @@ def train(
 ) -> Autoencoder:
     """Train an autoencoder on kernels [N, k, k] (or an already `Prepared` set).
 
-    Degenerate kernels are excluded and counted. Training stops when the epoch's mean loss
-    has not improved by `min_delta` for `patience` epochs (or after `max_epochs`); the
-    weights of the best epoch are kept. Same seed, data and device → same weights (on CPU
+    Degenerate kernels are excluded and counted. When the epoch's mean loss has not improved
+    by `min_delta` for `patience` epochs, the learning rate is multiplied by `lr_drop_factor`
+    (at most `lr_drops` times), then training stops (or after `max_epochs`); the weights of
+    the best epoch are kept. Same seed, data and device → same weights (on CPU
     with the same number of torch threads). `num_threads` sets torch's CPU threads while
     training (these small layers often run faster on 1 thread on a shared machine). `corpus`
     describes the training data for the provenance (a string or a JSON-able dict).
@@ -304,8 +307,8 @@ def train(
     n = len(prep.coords)
     if n < 2:
         raise ValueError(f"need at least 2 non-degenerate kernels to train, got {n} ({prep.n_degenerate} degenerate)")
-    if batch_size < 1 or lr <= 0 or max_epochs < 1 or patience < 1:
-        raise ValueError("batch_size, lr, max_epochs and patience must be positive")
+    if batch_size < 1 or lr <= 0 or max_epochs < 1 or patience < 1 or lr_drops < 0 or not 0 < lr_drop_factor < 1:
+        raise ValueError("batch_size, lr, max_epochs and patience must be positive, lr_drops ≥ 0, 0 < lr_drop_factor < 1")
     device = torch.device(device) if device is not None else default_device()
     d = kh * kw - 1
 
@@ -317,6 +320,7 @@ def train(
         opt = torch.optim.Adam(module.parameters(), lr=lr)
         history: list[float] = []
         best, best_epoch, best_state, wait = math.inf, 0, None, 0
+        drops: list[int] = []
         started = time.perf_counter()
         bar = tqdm(range(1, max_epochs + 1), desc=f"autoencoder {kh}x{kw}", disable=not progress, unit="epoch")
         module.train()
@@ -341,7 +345,12 @@ def train(
             else:
                 wait += 1
                 if wait >= patience:
-                    break
+                    if len(drops) == lr_drops:
+                        break
+                    drops.append(epoch)
+                    wait = 0
+                    for group in opt.param_groups:
+                        group["lr"] *= lr_drop_factor
         bar.close()
         elapsed = time.perf_counter() - started
         threads = torch.get_num_threads()
@@ -361,6 +370,8 @@ def train(
         "max_epochs": max_epochs,
         "patience": patience,
         "min_delta": min_delta,
+        "lr_drop_factor": lr_drop_factor,
+        "lr_dropped_after_epochs": drops,
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "final_loss": best,

@@ -124,6 +124,10 @@ def test_plateau_stops_training_and_keeps_the_best_epoch():
     # Epoch 1 improves on "nothing yet"; no later epoch can improve by 10: stop after 1 + patience.
     assert ae.provenance["epochs_run"] == 3 and ae.provenance["best_epoch"] == 1
     assert ae.provenance["torch_threads"] == 1 and torch.get_num_threads() == threads   # restored
+    # One learning-rate drop first: it buys another `patience` epochs.
+    ae = train(kernels, hidden=SMALL, max_epochs=50, patience=2, min_delta=10.0, lr_drops=1, device="cpu",
+               num_threads=1, progress=False)
+    assert ae.provenance["epochs_run"] == 5 and ae.provenance["lr_dropped_after_epochs"] == [3]
 
 
 def test_bad_training_arguments_are_refused():
