@@ -17,9 +17,10 @@ EXIT_PARTIAL = 1
 
 
 def _checkpoint(text: str) -> tuple[str, str]:
+    """A KEY=VALUE argument (MODEL=PATH, K=DIR, K=THRESHOLD)."""
     model, sep, path = text.partition("=")
     if not sep or not model or not path:
-        raise argparse.ArgumentTypeError(f"expected MODEL=PATH, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return model, path
 
 
@@ -102,6 +103,108 @@ def run_list(args) -> int:
     return 0
 
 
+def _database(args) -> Path:
+    from . import store
+
+    return args.db or store.default_output_dir(args.models)
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the autoencoder of one kernel size on a kernel database",
+                       description="Train the paper's autoencoder (1-D code) on the k×k kernels of a database "
+                                   "(random-init twins left out) and save it, with its provenance, to --out.")
+    p.add_argument("--kernel-size", type=int, required=True, choices=[5, 7], help="5 or 7")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--models", metavar="SET", help="a model set whose database is data/kernels/<SET>")
+    where.add_argument("--db", type=Path, metavar="PATH", help="a kernel database (directory or .parquet file)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the autoencoder")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="add N kernels of the synthetic DoG-family bank to the corpus (default 0)")
+    p.add_argument("--snr", type=float, default=4.0, help="signal-to-noise ratio of the synthetic bank")
+    p.add_argument("--epochs", type=int, default=100, help="most epochs (training stops earlier on a plateau)")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--hidden", type=int, nargs=4, default=[512, 256, 128, 64], metavar="W")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing autoencoder in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    from .autoencoder import train_from_db
+
+    if not (args.models or args.db or args.synthetic):
+        print("kernels_lib train: error: give the kernels to train on: --models SET, --db PATH "
+              "and/or --synthetic N", file=sys.stderr)
+        return EXIT_ERROR
+    synthetic = {"n": args.synthetic, "snr": args.snr, "seed": args.seed} if args.synthetic else None
+    db = _database(args) if (args.models or args.db) else None
+    ae = train_from_db(args.kernel_size, db, args.out, synthetic=synthetic,
+                       overwrite=args.overwrite, hidden=tuple(args.hidden), lr=args.lr,
+                       batch_size=args.batch_size, max_epochs=args.epochs, seed=args.seed,
+                       progress=not args.no_progress)
+    prov = ae.provenance
+    print(f"trained {args.kernel_size}x{args.kernel_size} autoencoder: {prov.get('epochs_run')} epochs, "
+          f"final loss {prov.get('final_loss'):.4f} -> {args.out}")
+    return 0
+
+
+def add_label(sub) -> None:
+    p = sub.add_parser("label", help="propose spectrum labels for a trained autoencoder",
+                       description="Decode equally spaced codes, match each decoded kernel to the DoG-family "
+                                   "templates and write the labelled code intervals beside the autoencoder. "
+                                   "An existing (possibly hand-edited) label file is kept unless --overwrite.")
+    p.add_argument("autoencoder", type=Path, metavar="DIR")
+    p.add_argument("--min-similarity", type=float, default=0.8,
+                   help="decoded kernels matching no template this well are labelled 'other'")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=run_label)
+
+
+def run_label(args) -> int:
+    from .spectrum import label_spectrum, read_labels
+
+    path = label_spectrum(args.autoencoder, min_similarity=args.min_similarity, overwrite=args.overwrite)
+    for interval in read_labels(path):
+        print(f"{interval.start:.4f}-{interval.end:.4f}  {interval.label}")
+    print(f"-> {path}")
+    return 0
+
+
+def add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="classify every kernel of a database; print %% clustered per model",
+                       description="5×5 and 7×7 kernels: nearest decoded code of the reference autoencoders "
+                                   "(data/autoencoders) under the paper's thresholds; 3×3: k-means on min-max "
+                                   "encoded kernels. Writes one Parquet row per kernel.")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--models", metavar="SET", help="a model set whose database is data/kernels/<SET>")
+    where.add_argument("--db", type=Path, metavar="PATH", help="a kernel database (directory or .parquet file)")
+    p.add_argument("--autoencoder", type=_checkpoint, action="append", default=[], metavar="K=DIR",
+                   help="autoencoder for k×k kernels, e.g. 7=my/ae7 (default: data/autoencoders/KxK)")
+    p.add_argument("--threshold", type=_checkpoint, action="append", default=[], metavar="K=T",
+                   help="threshold of 1 − cos for k×k kernels (default 5=0.2, 7=0.3)")
+    p.add_argument("--method", choices=["fast", "reference"], default="fast")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="results Parquet (default data/results/<SET>/classification.parquet)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_classify)
+
+
+def run_classify(args) -> int:
+    from . import analysis
+
+    autoencoders = {**analysis.REFERENCE_AUTOENCODERS, **{int(k): Path(d) for k, d in args.autoencoder}}
+    thresholds = {int(k): float(t) for k, t in args.threshold} or None
+    results = analysis.classify_database(_database(args), autoencoder_dirs=autoencoders, thresholds=thresholds,
+                                         method=args.method, progress=not args.no_progress)
+    out = args.out or analysis.default_results_path(args.models or Path(args.db).stem)
+    analysis.write_results(results, out)
+    print(analysis.clustered_fraction(results).to_string())
+    print(f"-> {out}")
+    return 0
+
+
 def add_figures(sub) -> None:
     from . import pipeline
 
@@ -114,7 +217,7 @@ def add_figures(sub) -> None:
 
 
 #: Sub-command registrars, in the order `--help` lists them; each adds a sub-parser with `func`.
-COMMANDS = [add_extract, add_list, add_figures]
+COMMANDS = [add_extract, add_list, add_train, add_label, add_classify, add_figures]
 
 
 def build_parser() -> argparse.ArgumentParser:
