@@ -78,3 +78,36 @@ def test_subcommands_can_be_added_without_restructuring(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, add_hello])
     assert cli.main(["hello"]) == 0 and capsys.readouterr().out == "hi\n"
+
+
+def test_train_label_classify_round_trip(smoke_out, tmp_path):
+    """train → label → classify from the command line, on a tiny 7×7 autoencoder and the smoke database."""
+    out, _ = smoke_out
+    ae_dir = tmp_path / "ae7"
+    trained = _run("train", "--kernel-size", "7", "--synthetic", "2000", "--snr", "4", "--out", str(ae_dir),
+                   "--epochs", "2", "--hidden", "32", "16", "8", "4", "--no-progress")
+    assert trained.returncode == 0, trained.stderr
+    assert "trained 7x7 autoencoder: 2 epochs" in trained.stdout
+    labelled = _run("label", str(ae_dir))
+    assert labelled.returncode == 0, labelled.stderr
+    assert (ae_dir / "labels.yaml").is_file()
+    # A second `label` keeps the (possibly hand-edited) file instead of overwriting it.
+    (ae_dir / "labels.yaml").write_text((ae_dir / "labels.yaml").read_text() + "# edited by hand\n")
+    _run("label", str(ae_dir))
+    assert (ae_dir / "labels.yaml").read_text().endswith("# edited by hand\n")
+    results_path = tmp_path / "classification.parquet"
+    classified = _run("classify", "--db", str(out), "--autoencoder", f"7={ae_dir}", "--out", str(results_path),
+                      "--no-progress")
+    assert classified.returncode == 0, classified.stderr
+    from kernels_lib import analysis
+
+    results = analysis.read_results(results_path)
+    kernels = store.read_kernels(out, columns=["model", "kh"])
+    assert len(results) == len(kernels)
+    assert results.groupby("model").size().to_dict() == kernels.groupby("model").size().to_dict()
+
+
+def test_train_without_kernels_is_a_clear_error(tmp_path):
+    result = _run("train", "--kernel-size", "5", "--out", str(tmp_path / "ae"))
+    assert result.returncode == 2
+    assert "give the kernels to train on" in result.stderr and "Traceback" not in result.stderr
