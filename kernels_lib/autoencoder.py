@@ -209,6 +209,7 @@ class Autoencoder:
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
             (tmp / PROVENANCE_FILE).write_text(json.dumps(self.provenance, indent=2, default=_json_default) + "\n")
+            _share(tmp)
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
                 os.replace(target, old)
@@ -254,6 +255,21 @@ class Autoencoder:
         provenance = _read_json(root / PROVENANCE_FILE)
         module.to(device or default_device())
         return cls(module, shape, hidden, slope, basis, provenance)
+
+
+def umask() -> int:
+    """The process umask (reading it means setting it; set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _share(directory: Path) -> None:
+    """Give the directory and its files the usual permissions (mkdtemp makes them private)."""
+    mask = umask()
+    os.chmod(directory, 0o777 & ~mask)
+    for f in directory.iterdir():
+        os.chmod(f, 0o666 & ~mask)
 
 
 def _read_json(path: Path) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .autoencoder import Autoencoder
+from .autoencoder import Autoencoder, umask
 from .errors import CorruptFileError
 
 #: Codes decoded for the spectrum strip (Figures 3, 31, 32) and for classification (§4.2).
@@ -128,7 +128,7 @@ def read_labels(path) -> list[Interval]:
     """Read and validate a label file (a mapping with `intervals:`, or a bare list of intervals)."""
     path = Path(path)
     try:
-        doc = yaml.load(path.read_text(), Loader=_LabelLoader)
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LabelLoader)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no label file at {path}; write one by hand or run kernels_lib.spectrum.label_spectrum()"
@@ -169,18 +169,21 @@ def write_labels(path, intervals, header: dict | None = None, overwrite: bool = 
     lines = ["# Code intervals of the autoencoder beside this file: [start, end), gaps are 'other'.",
              "# Edit freely; kernels_lib.spectrum.read_labels validates the file."]
     if header:
-        lines.append(yaml.safe_dump(header, sort_keys=False, default_flow_style=None).rstrip())
+        lines.append(yaml.safe_dump(header, sort_keys=False, default_flow_style=None, allow_unicode=True,
+                                    width=10**6).rstrip())
     lines.append("intervals:")
     for iv in intervals:
         fields = {"start": iv.start, "end": iv.end, "label": iv.label}
         if iv.note is not None:
             fields["note"] = iv.note
-        lines.append("  - " + yaml.safe_dump(fields, sort_keys=False, default_flow_style=True, width=10**6).strip())
+        lines.append("  - " + yaml.safe_dump(fields, sort_keys=False, default_flow_style=True, allow_unicode=True,
+                                             width=10**6).strip())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o666 & ~umask())   # mkstemp makes it private; a label file is data to share
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

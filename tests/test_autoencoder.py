@@ -199,3 +199,14 @@ def test_train_from_db_uses_trained_kernels_and_records_the_corpus(tmp_path):
         train_from_db(3, tmp_path / "db", progress=False)
     with pytest.raises(ValueError, match="give a kernel database"):
         train_from_db(5)
+
+
+def test_saved_directory_follows_the_umask(trained, tmp_path):
+    import os
+    import stat
+
+    target = trained[0].save(tmp_path / "ae")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask
+    assert {stat.S_IMODE(p.stat().st_mode) for p in target.iterdir()} == {0o666 & ~mask}

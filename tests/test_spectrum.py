@@ -123,3 +123,16 @@ def test_label_spectrum_never_overwrites_a_hand_edited_file(tmp_path):
     assert second == directory / PROPOSAL_FILE and first.read_text() == hand
     assert read_labels(second) == proposed                       # same autoencoder, same proposal
     assert label_spectrum(directory, n=1000, overwrite=True) == first and read_labels(first) == proposed
+
+
+def test_label_files_are_readable_text_and_shared(tmp_path):
+    """Notes keep their characters (no \\x escapes), labels like 'on' are quoted, mode follows the umask."""
+    import os
+    import stat
+
+    path = write_labels(tmp_path / LABEL_FILE, [Interval(0.0, 1.0, "on", "dx ×3; cosine 0.80–1.00")])
+    text = path.read_text(encoding="utf-8")
+    assert "×3; cosine 0.80–1.00" in text and "label: 'on'" in text
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
