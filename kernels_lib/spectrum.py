@@ -213,10 +213,12 @@ def propose_labels(spectrum: Spectrum, min_similarity: float = 0.8, bank=None) -
     change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
     starts = np.concatenate([[0], change])
     ends = np.concatenate([change, [len(codes)]])
-    edges = np.concatenate([[0.0], np.round((codes[change - 1] + codes[change]) / 2, 6), [1.0]])
+    decimals = max(6, int(np.ceil(np.log10(len(codes)))) + 2)   # readable, yet never merges two edges
+    edges = np.concatenate([[0.0], np.round((codes[change - 1] + codes[change]) / 2, decimals), [1.0]])
+    names = np.asarray(list(bank.classes) + ["degenerate"])      # index −1: a decoded kernel with no direction
     out = []
     for i, (a, b) in enumerate(zip(starts, ends)):
-        fine, counts = np.unique(np.asarray(bank.classes)[match.index[a:b]], return_counts=True)
+        fine, counts = np.unique(names[match.index[a:b]], return_counts=True)
         top = ", ".join(f"{f} ×{c}" for c, f in sorted(zip(counts, fine), reverse=True)[:3])
         cos = match.cosine[a:b]
         note = f"{b - a} codes; nearest templates {top}; cosine {cos.min():.2f}–{cos.max():.2f}"
