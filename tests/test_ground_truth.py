@@ -8,6 +8,8 @@ their own merged class, and i.i.d. random kernels must hardly cluster at all.
 Deliberately small (tens of thousands of kernels, ≤ 30 epochs, hidden widths 256-128-64-32)
 so that it runs in the test suite; the reference autoencoders in data/autoencoders are bigger.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,9 @@ from kernels_lib import dog
 from kernels_lib.autoencoder import Autoencoder, train
 from kernels_lib.classify import PAPER_THRESHOLDS, classify
 from kernels_lib.preprocess import centre_normalise
-from kernels_lib.spectrum import CLASSIFY_CODES, code_labels, decode_spectrum, label_spectrum, read_labels
+from kernels_lib.spectrum import CLASSIFY_CODES, LABEL_FILE, code_labels, decode_spectrum, label_spectrum, read_labels
+
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "autoencoders"
 
 #: kernel size → (SNR of the banks, training kernels, accuracy the method must reach)
 CASES = {7: (2.0, 24_000, 0.93), 5: (4.0, 24_000, 0.90)}
@@ -102,3 +106,20 @@ def test_same_seed_same_labels_and_assignments(tmp_path):
     assert bytes_a == bytes_b
     np.testing.assert_array_equal(a.label, b.label)
     np.testing.assert_array_equal(a.code_index, b.code_index)
+
+
+@pytest.mark.parametrize("k", sorted(CASES))
+def test_reference_autoencoders_pass_the_same_checks(k):
+    """The committed autoencoders and label files (data/autoencoders) name every class and pass."""
+    directory = REFERENCE / f"{k}x{k}"
+    ae = Autoencoder.load(directory, device="cpu")
+    assert ae.kernel_shape == (k, k) and ae.provenance["corpus"] and "n_degenerate_excluded" in ae.provenance
+    classes = {"on", "off", "on-cross", "off-cross", "1st-derivative", "2nd-derivative"}
+    if k == 5:
+        classes |= {"on-square", "off-square"}
+    assert classes <= {iv.label for iv in read_labels(directory / LABEL_FILE)}
+    snr, _, needed = CASES[k]
+    bank = dog.synthetic_bank(k, 5_000, snr=snr, seed=99)
+    result = classify_bank(directory, directory / LABEL_FILE, bank.kernels)
+    assert np.mean(result.label == bank.merged) >= needed
+    assert classify_bank(directory, directory / LABEL_FILE, dog.random_kernels(k, 5_000, seed=98)).clustered.mean() <= 0.01
