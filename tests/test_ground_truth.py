@@ -23,7 +23,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "data" / "autoencoders"
 
 #: kernel size → (SNR of the banks, training kernels, accuracy the method must reach)
 CASES = {7: (2.0, 24_000, 0.93), 5: (4.0, 24_000, 0.90)}
-TRAIN = dict(hidden=(256, 128, 64, 32), lr=1e-3, batch_size=256, max_epochs=30, patience=5,
+TRAIN = dict(hidden=(256, 128, 64, 32), lr=1e-3, batch_size=256, max_epochs=30, patience=5, lr_drops=0,
              device="cpu", num_threads=1, progress=False)
 
 
