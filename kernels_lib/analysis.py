@@ -243,9 +243,16 @@ def _kernels_of_size(db, k: int, models=None, weights_tags=None) -> tuple[pd.Dat
 
 
 def training_config(directory) -> dict:
-    """The hyper-parameters an autoencoder directory was trained with (config + provenance), to train
-    another one the same way: hidden, negative_slope, lr, batch_size, max_epochs, patience, min_delta."""
+    """The hyper-parameters an autoencoder directory was trained with (its config and provenance), as
+    keyword arguments of `autoencoder.train`, to train another one the same way.
+
+    Only the optimisation settings are taken (hidden widths, slope, learning rate and its drops,
+    batch size, epochs, plateau rule); data, seed, device and threads are the caller's choice.
+    """
+    import inspect
     import json
+
+    from .autoencoder import train
 
     root = Path(directory)
     try:
@@ -253,8 +260,9 @@ def training_config(directory) -> dict:
         prov = json.loads((root / "provenance.json").read_text())
     except (OSError, ValueError) as err:
         raise AnalysisError(f"{root} is not a readable autoencoder directory ({err})") from err
+    wanted = set(inspect.signature(train).parameters) - {"kernels", "seed", "device", "num_threads", "progress", "corpus"}
     out = {"hidden": list(config["hidden"]), "negative_slope": config["negative_slope"]}
-    out.update({k: prov[k] for k in ("lr", "batch_size", "max_epochs", "patience", "min_delta") if k in prov})
+    out.update({k: prov[k] for k in sorted(wanted & set(prov))})
     return out
 
 

@@ -218,3 +218,18 @@ def test_write_results_clears_temporaries_of_dead_writers(results, tmp_path):
     stale.write_bytes(b"partial")
     analysis.write_results(res, tmp_path / analysis.RESULTS_FILE)
     assert sorted(p.name for p in tmp_path.iterdir()) == [analysis.RESULTS_FILE]
+
+
+def test_training_config_of_the_reference_autoencoders():
+    import inspect
+
+    from kernels_lib.autoencoder import Autoencoder
+    from kernels_lib.autoencoder import train as train_fn
+
+    for k, directory in analysis.REFERENCE_AUTOENCODERS.items():
+        config = analysis.training_config(directory)
+        ae = Autoencoder.load(directory, device="cpu")
+        assert config["hidden"] == list(ae.hidden) and config["lr"] == ae.provenance["lr"]
+        assert set(config) <= set(inspect.signature(train_fn).parameters) - {"seed", "kernels", "corpus"}
+    with pytest.raises(analysis.AnalysisError, match="not a readable autoencoder directory"):
+        analysis.training_config(analysis.REFERENCE_AUTOENCODERS[5].parent / "missing")
