@@ -7,11 +7,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from kernels_lib import analysis, dog, pipeline, spectrum, store, zoo
+from kernels_lib import analysis, dog, pipeline, spectrum
 from kernels_lib.autoencoder import Autoencoder, train
 
 NOTEBOOKS = ["05_autoencoder_training", "06_spectrum_labeling", "07_classify", "08_autoencoder_vs_kmeans"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from conftest import PNG_MAGIC
 SMOKE_COUNTS = {3: 9156, 5: 800, 7: 1840}      # the smoke set's depthwise kernels (see test_notebook_01)
 
 
@@ -49,14 +49,6 @@ def autoencoders(tmp_path_factory):
         ae.save(root / f"{k}x{k}")
         spectrum.label_spectrum(root / f"{k}x{k}", n=2000, ae=ae)
     return root
-
-
-@pytest.fixture(scope="module")
-def smoke_db(tmp_path_factory):
-    db_dir = tmp_path_factory.mktemp("db")
-    report = store.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
-    assert not report.failed, report.failed
-    return db_dir
 
 
 @pytest.mark.slow

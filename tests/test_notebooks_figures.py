@@ -1,23 +1,11 @@
 """The figure notebooks run headlessly under papermill on the smoke profile; assert on the JSON they record."""
 import json
 
-import numpy as np
 import pytest
 
 from kernels_lib import dog, pipeline
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="session")
-def smoke_db(tmp_path_factory):
-    """The smoke set's kernel database (what notebook 01 writes), built once: db_dir/smoke/*.parquet."""
-    from kernels_lib import store, zoo
-
-    db_dir = tmp_path_factory.mktemp("db")
-    report = store.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
-    assert not report.failed, report.failed
-    return db_dir
+from conftest import PNG_MAGIC
 
 
 def _run(name, tmp_path, db_dir=None, **parameters):

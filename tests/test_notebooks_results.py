@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from matplotlib.image import AxesImage
 
-from kernels_lib import analysis, dog, pipeline, plots, spectrum, store, zoo
+from kernels_lib import analysis, dog, pipeline, plots, spectrum, store
 from kernels_lib.autoencoder import train
 
 NOTEBOOKS = ["09_class_galleries", "10_layer_proportions", "11_model_comparison", "12_total_activation",
              "13_kmeans_3x3"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from conftest import PNG_MAGIC
 PPOCR_CLS = "ch_ppocr_mobile_v2.0_cls_mobile"   # the smoke set's only trained 5×5 kernels (800)
 #: Looser than the paper's 0.2/0.3: the test autoencoders are tiny and trained on synthetic kernels,
 #: and the smoke set's kernels must land in several classes for the figures to have rows.
@@ -24,15 +24,6 @@ LOOSE = {5: 0.6, 7: 0.7}
 def _png(path):
     with open(path, "rb") as fh:
         assert fh.read(8) == PNG_MAGIC, path
-
-
-@pytest.fixture(scope="session")
-def smoke_db(tmp_path_factory):
-    """The smoke set's kernel database (what notebook 01 writes): db_dir/smoke/*.parquet."""
-    db_dir = tmp_path_factory.mktemp("db")
-    report = store.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
-    assert not report.failed, report.failed
-    return db_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """Model sets: the shipped YAML files against the paper and the wheels, validation messages, twins, resolution."""
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
