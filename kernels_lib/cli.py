@@ -16,12 +16,15 @@ EXIT_ERROR = 2
 EXIT_PARTIAL = 1
 
 
-def _checkpoint(text: str) -> tuple[str, str]:
-    """A KEY=VALUE argument (MODEL=PATH, K=DIR, K=THRESHOLD)."""
-    model, sep, path = text.partition("=")
-    if not sep or not model or not path:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return model, path
+def _pair(form: str):
+    """An argparse type for KEY=VALUE arguments; `form` (e.g. "MODEL=PATH") is named in the error."""
+    def parse(text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key or not value:
+            raise argparse.ArgumentTypeError(f"expected {form}, got {text!r}")
+        return key, value
+    parse.__name__ = form      # argparse names the type in its message
+    return parse
 
 
 def add_extract(sub) -> None:
@@ -34,7 +37,7 @@ def add_extract(sub) -> None:
     p.add_argument("--kernel-sizes", type=int, nargs="+", metavar="K",
                    help="keep only k×k kernels of these sizes (default: every depthwise kernel)")
     p.add_argument("--seed", type=int, help="seed of every random-init twin of the set (default: as in the file)")
-    p.add_argument("--checkpoint", type=_checkpoint, action="append", default=[], metavar="MODEL=PATH",
+    p.add_argument("--checkpoint", type=_pair("MODEL=PATH"), action="append", default=[], metavar="MODEL=PATH",
                    help="checkpoint file for a state_dict entry of the set (repeatable)")
     p.add_argument("--stop-on-error", action="store_true", help="stop at the first model that fails")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -180,9 +183,9 @@ def add_classify(sub) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--models", metavar="SET", help="a model set whose database is data/kernels/<SET>")
     where.add_argument("--db", type=Path, metavar="PATH", help="a kernel database (directory or .parquet file)")
-    p.add_argument("--autoencoder", type=_checkpoint, action="append", default=[], metavar="K=DIR",
+    p.add_argument("--autoencoder", type=_pair("K=DIR"), action="append", default=[], metavar="K=DIR",
                    help="autoencoder for k×k kernels, e.g. 7=my/ae7 (default: data/autoencoders/KxK)")
-    p.add_argument("--threshold", type=_checkpoint, action="append", default=[], metavar="K=T",
+    p.add_argument("--threshold", type=_pair("K=T"), action="append", default=[], metavar="K=T",
                    help="threshold of 1 − cos for k×k kernels (default 5=0.2, 7=0.3)")
     p.add_argument("--method", choices=["fast", "reference"], default="fast")
     p.add_argument("--out", type=Path, metavar="FILE",
