@@ -22,3 +22,15 @@ class CorruptFileError(KernelsLibError, ValueError):
 
 class NoDepthwiseError(KernelsLibError, ValueError):
     """A model without any depthwise convolution."""
+
+
+class MissingFileError(KernelsLibError, FileNotFoundError):
+    """A weights file that does not exist (or a folder where a file was expected)."""
+
+
+class UnsafeFileError(KernelsLibError, ValueError):
+    """A checkpoint whose loading would run code (a pickle calling a global); it is never loaded."""
+
+
+class UnsupportedFormatError(KernelsLibError, ValueError):
+    """A file whose suffix no reader is registered for; the message lists the known suffixes."""
