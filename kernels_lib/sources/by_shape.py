@@ -135,7 +135,8 @@ def _layer(t: Tensor, layout: str) -> tuple[ConvLayer | None, str | None]:
                      in_channels=int(in_channels), groups=int(groups)), None
 
 
-def layers_by_shape(tensors: list[Tensor], path, layout: str | None = None) -> tuple[list[ConvLayer], list[str]]:
+def layers_by_shape(tensors: list[Tensor], path, layout: str | None = None,
+                    layout_given_by: str = "the caller") -> tuple[list[ConvLayer], list[str]]:
     """(conv layers in the order given, notes) of named tensors; see the module docstring for the rules.
 
     Raises NoDepthwiseError naming every 4-D tensor seen and why it was skipped when none is a conv.
@@ -156,7 +157,7 @@ def layers_by_shape(tensors: list[Tensor], path, layout: str | None = None) -> t
         if layout is None:
             layout, how = detect_layout(candidates, path)
         else:
-            how = f"{layout} layout given by the caller"
+            how = f"{layout} layout given by {layout_given_by}"
         notes.append(how)
     layers = []
     for t in candidates:
