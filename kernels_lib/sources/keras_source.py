@@ -103,7 +103,7 @@ def conv_specs(model_config: dict, notes: list[str], scope: tuple[str, ...] = ()
     return specs
 
 
-def _to_layer(spec: ConvSpec, kernel: np.ndarray, path: Path) -> ConvLayer:
+def conv_layer(spec: ConvSpec, kernel: np.ndarray, path: Path) -> ConvLayer:
     """A Keras kernel checked against its config and turned into PyTorch layout."""
     kh, kw = spec.kernel_size
     if kernel.ndim != 4 or kernel.shape[:2] != (kh, kw) or kernel.shape[3] != spec.multiplier:
@@ -168,7 +168,7 @@ def _read_legacy(path: Path, handle: h5py.File, file_size: int, layout) -> Readi
         return _weights_only_legacy(path, root, file_size, layout)
     notes: list[str] = []
     config = json.loads(_text(_attr(path, handle, "model_config", file_size)))
-    layers = [_to_layer(spec, _legacy_kernel(path, root, spec, file_size), path)
+    layers = [conv_layer(spec, _legacy_kernel(path, root, spec, file_size), path)
               for spec in conv_specs(config, notes)]
     return Reading(tuple(layers), "keras", "network", tuple(notes))
 
@@ -249,7 +249,7 @@ def _keras3_layers(path: Path, container, config, notes: list[str], file_size: i
         if kernel is None:
             raise CorruptFileError(f"{path}: the config lists conv layer {name!r} but the weights file has "
                                    "no variables for it")
-        layers.append(_to_layer(specs[0], _read_dataset(path, kernel, file_size), path))
+        layers.append(conv_layer(specs[0], _read_dataset(path, kernel, file_size), path))
     return layers
 
 
