@@ -111,3 +111,41 @@ def depthwise_reference(layers):
     """(name, stride, [C, 3, 3] kernels) of each depthwise layer, straight from the arrays written."""
     return [(name, config["strides"][0], arrays["depthwise_kernel"][:, :, :, 0].transpose(2, 0, 1))
             for name, cls, config, arrays in layers if cls == "DepthwiseConv2D"]
+
+
+def quantise_uint8(array: np.ndarray):
+    """(uint8 codes, scale, min) as the TF.js converter quantises a weight (affine over [min, max])."""
+    low, high = float(array.min()), float(array.max())
+    scale = (high - low) / 255 or 1.0
+    return np.round((array - low) / scale).astype(np.uint8), scale, low
+
+
+def write_tfjs(folder, topology, weights, shard_bytes: int = 1 << 16, fmt: str = "layers-model"):
+    """model.json + group1-shardNofM.bin; weights: [(name, float32 array, "float32" | "float16" | "uint8")].
+
+    Returns (path, {name: the float32 values TF.js would decode}).
+    """
+    entries, payload, decoded = [], bytearray(), {}
+    for name, array, encoding in weights:
+        entry = {"name": name, "shape": list(array.shape), "dtype": "float32"}
+        if encoding == "float16":
+            data = array.astype("<f2")
+            entry["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
+            decoded[name] = data.astype(np.float32)
+        elif encoding == "uint8":
+            data, scale, low = quantise_uint8(array)
+            entry["quantization"] = {"dtype": "uint8", "scale": scale, "min": low, "original_dtype": "float32"}
+            decoded[name] = data.astype(np.float32) * np.float32(scale) + np.float32(low)
+        else:
+            data = array.astype("<f4")
+            decoded[name] = data
+        entries.append(entry)
+        payload += data.tobytes()
+    shards = [bytes(payload[i:i + shard_bytes]) for i in range(0, len(payload), shard_bytes)] or [b""]
+    names = [f"group1-shard{i + 1}of{len(shards)}.bin" for i in range(len(shards))]
+    for name, data in zip(names, shards):
+        (folder / name).write_bytes(data)
+    document = {"format": fmt, "generatedBy": "kernels_lib tests", "convertedBy": None,
+                "modelTopology": topology, "weightsManifest": [{"paths": names, "weights": entries}]}
+    (folder / "model.json").write_text(json.dumps(document))
+    return folder / "model.json", decoded
