@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import kernels_lib as kl
-from kernels_lib.errors import WeightsUnavailableError
+from kernels_lib.errors import UnsupportedFormatError, WeightsUnavailableError
 from kernels_lib.records import KERNEL_COLUMNS
 from kernels_lib.sources.module import conv_layers
 from kernels_lib.sources.timm_source import create_timm_model
@@ -43,9 +43,9 @@ def test_extract_timm_name_without_weights_is_a_clear_error(monkeypatch, tmp_pat
 
 
 def test_unknown_file_format_names_the_file(tmp_path):
-    path = tmp_path / "weights.h5"
+    path = tmp_path / "weights.npz"
     path.write_bytes(b"x")
-    with pytest.raises(ValueError, match="weights.h5"):
+    with pytest.raises(UnsupportedFormatError, match="weights.npz"):
         kl.extract_kernels(path)
 
 

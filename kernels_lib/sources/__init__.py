@@ -42,11 +42,12 @@ def register_reader(*suffixes: str):
 
     A later registration of a suffix replaces the earlier one, so a user can plug in their own reader.
     """
+    for suffix in suffixes:
+        if not suffix.startswith("."):
+            raise ValueError(f"suffix {suffix!r} must start with a dot, e.g. '.onnx'")
+
     def decorate(reader: Reader) -> Reader:
-        for suffix in suffixes:
-            if not suffix.startswith("."):
-                raise ValueError(f"suffix {suffix!r} must start with a dot, e.g. '.onnx'")
-            READERS[suffix.lower()] = reader
+        READERS.update({suffix.lower(): reader for suffix in suffixes})
         return reader
     return decorate
 
