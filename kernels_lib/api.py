@@ -31,9 +31,9 @@ def extract_kernels(source, name: str | None = None, model=None, layout: str | N
         return kernel_table(list(loaded.layers), model=name or loaded.name, weights_tag=loaded.weights_tag,
                             source=loaded.source)
     except NoDepthwiseError as exc:
-        if not loaded.notes:
-            raise
-        raise NoDepthwiseError(f"{exc}. What the reader saw: {'; '.join(loaded.notes)}") from exc
+        where = "" if loaded.source in ("module", "timm") else f"{source}: "
+        seen = f". What the reader saw: {'; '.join(loaded.notes)}" if loaded.notes else ""
+        raise NoDepthwiseError(f"{where}{exc}{seen}") from exc
 
 
 def classify_kernels(kernels: pd.DataFrame, **options) -> pd.DataFrame:

@@ -111,7 +111,7 @@ def _model_name(path: Path) -> str:
     """'mnv2.weights.h5' → 'mnv2'; 'mobilenet/model.json' → 'mobilenet'."""
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     stem = stem.removesuffix(".weights").removesuffix("-weights_manifest")
-    return path.parent.name if stem == "model" and path.parent.name else stem
+    return path.parent.name if stem == "model" and path.suffix.lower() == ".json" and path.parent.name else stem
 
 
 def _check_finite(path: Path, layers) -> None:
