@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, MissingFileError, UnsupportedFormatError
 from ..records import ConvLayer
+from .by_shape import LAYOUTS
 from .files import ORDERS, Reading, format_hint
 
 #: reader(path, *, model, layout) -> Reading
@@ -155,6 +156,8 @@ def load_layers(source, *, model=None, layout: str | None = None) -> LoadedLayer
     """
     import torch
 
+    if layout not in (None, *LAYOUTS):
+        raise ValueError(f"layout={layout!r}: expected one of {LAYOUTS} (or None to detect it)")
     if isinstance(source, torch.nn.Module):
         from .module import conv_layers
 
