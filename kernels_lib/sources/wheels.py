@@ -30,7 +30,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cache import cache_dir, sha256_file
+from ..fileio import sha256_file
+from ..paths import cache_dir
 from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
 
 #: Suffixes of the members `wheel_members` lists by default: files that hold a trained network.
