@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels_lib import classify as C
+from kernels_lib import search as S, synthetic, vocab
 
 RESULTS = Path(__file__).resolve().parent / "results" / "classify.json"
 TIE = 1e-12
@@ -115,7 +116,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--random-fraction", type=float, default=0.1, help="share of i.i.d. Gaussian kernels")
     p.add_argument("--noise", type=float, nargs=2, default=(0.2, 1.1), help="noise range of near-curve kernels")
-    p.add_argument("--threshold", type=float, default=C.PAPER_THRESHOLDS[7])
+    p.add_argument("--threshold", type=float, default=vocab.PAPER_THRESHOLDS[7])
     p.add_argument("--chunk", type=int, default=65536)
     p.add_argument("--workers", type=int, default=None, help="threads of the fast search (default: CPU count)")
     p.add_argument("--autoencoder", type=Path, default=None, help="trained autoencoder directory for the curve")
@@ -128,12 +129,12 @@ def main(argv=None) -> dict:
     if args.autoencoder is not None:
         curve, labels, source = decoder_curve(args.autoencoder, args.codes)
     else:
-        curve, labels, source = C.synthetic_curve(args.codes, args.dim, seed=args.seed), synthetic_labels(args.codes), "synthetic curve"
+        curve, labels, source = synthetic.synthetic_curve(args.codes, args.dim, seed=args.seed), synthetic_labels(args.codes), "synthetic curve"
     d = curve.shape[1]
     n_random = int(round(args.n * args.random_fraction))
     noise = rng.uniform(*args.noise, args.n - n_random)
     unit_curve = curve / np.linalg.norm(curve, axis=1, keepdims=True)
-    x = np.vstack([C.kernels_near_curve(unit_curve, args.n - n_random, noise, seed=args.seed + 1),
+    x = np.vstack([synthetic.kernels_near_curve(unit_curve, args.n - n_random, noise, seed=args.seed + 1),
                    rng.standard_normal((n_random, d))])
     x = x[rng.permutation(len(x))]
     print(f"{args.n:,} kernels (d={d}, {n_random:,} random) against {args.codes:,} codes from the {source}; "
@@ -144,21 +145,21 @@ def main(argv=None) -> dict:
                 "clustered": r.clustered, "exact": r.exact}
 
     runs = {}
-    index, t_build, c_build, _ = measure(lambda: C.CurveIndex.build(curve))
+    index, t_build, c_build, _ = measure(lambda: S.CurveIndex.build(curve))
     print(f"index build: {t_build:.2f} s wall, {c_build:.2f} s CPU ({len(index.coarse)} coarse / {len(index.fine)} fine anchors)")
 
     def fast(xs, need_exact=True):
-        return C.classify(xs, index, labels, args.threshold, need_exact_code=need_exact, chunk=args.chunk, workers=args.workers)
+        return C.label_kernels(xs, index, labels, args.threshold, need_exact_code=need_exact, chunk=args.chunk, workers=args.workers)
 
     def brute32(xs):
-        idx, dis = C.nearest_code_reference(xs, index.unit, dtype=np.float32)
+        idx, dis = S.nearest_code_reference(xs, index.unit, dtype=np.float32)
         ok = dis < args.threshold
-        return {"code_index": idx, "dissimilarity": dis, "label": np.where(ok, labels[idx], C.UNCLUSTERED), "clustered": ok}
+        return {"code_index": idx, "dissimilarity": dis, "label": np.where(ok, labels[idx], vocab.UNCLUSTERED), "clustered": ok}
 
     methods = [
         ("fast", lambda xs: as_dict(fast(xs))),
         ("fast_labels_only", lambda xs: as_dict(fast(xs, need_exact=False))),
-        ("reference", lambda xs: as_dict(C.classify(xs, index, labels, args.threshold, method="reference"))),
+        ("reference", lambda xs: as_dict(C.label_kernels(xs, index, labels, args.threshold, method="reference"))),
     ] + ([] if args.skip_float32 else [("reference_float32", brute32)])
     for name, fn in methods:
         fn(x[:args.warmup])  # first-touch page faults, thread start-up, BLAS buffers

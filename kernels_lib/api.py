@@ -3,10 +3,12 @@
     import kernels_lib as kl
     kernels = kl.extract_kernels("my_model.onnx")      # nn.Module, a weights file (.pth, .safetensors, .onnx, .tflite, .keras, .h5, model.json) or a timm name
     results = kl.classify_kernels(kernels)             # 5×5/7×7: reference autoencoders; 3×3: k-means
-    print(kl.clustered_fraction(results))      # % of kernels clustered per model and kernel size
+    print(kl.clustered_fraction(results))              # % of 5×5/7×7 kernels clustered per model
+    print(kl.cluster_shares(results))                  # 3×3: shares of the k-means clusters
 
-Each step is a thin door onto the module that does the work (`sources`, `records`,
-`analysis`), so a script can start here and move to those modules when it needs more control.
+`classify_array` does the same for a NumPy array of kernels. Each step is a thin door onto the
+module that does the work (`sources`, `records`, `results`, `tables`), so a script can start here
+and move to those modules when it needs more control.
 """
 from __future__ import annotations
 
@@ -36,21 +38,35 @@ def extract_kernels(source, name: str | None = None, model=None, layout: str | N
         raise NoDepthwiseError(f"{where}{exc}{seen}") from exc
 
 
-def classify_kernels(kernels: pd.DataFrame, **options) -> pd.DataFrame:
-    """One classification row per kernel (see `analysis.classify_database` for the options)."""
-    from .analysis import classify_database
+def classify_kernels(kernels, **options) -> pd.DataFrame:
+    """One classification row per kernel of a kernel table or database (`results.classify_kernels`)."""
+    from .results import classify_kernels as classify
 
-    return classify_database(kernels, **options)
+    return classify(kernels, **options)
+
+
+def classify_array(kernels, **options) -> pd.DataFrame:
+    """One row per kernel of a NumPy array [N, k, k]: label, merged class, code, dissimilarity,
+    clustered (`results.classify_array`; reference autoencoders for 5×5/7×7, k-means for 3×3)."""
+    from .results import classify_array as classify
+
+    return classify(kernels, **options)
 
 
 def clustered_fraction(results: pd.DataFrame) -> pd.DataFrame:
-    """% of kernels clustered per model and kernel size (the paper's Tables 1, 3 and 4).
+    """% of 5×5/7×7 kernels clustered per model (the paper's Tables 1, 3 and 4).
 
-    One block per clustering method present (autoencoder for 5×5/7×7, k-means for 3×3), with a
-    `clustering` column, so the two methods are never mixed in one number.
+    3×3 kernels are clustered by k-means, which assigns every kernel: they have cluster shares
+    (`cluster_shares`), never a % clustered, so they are not in this table.
     """
-    from .analysis import clustered_fraction as fraction
+    from .tables import clustered_fraction as fraction
 
-    blocks = [fraction(results, clustering=method).assign(clustering=method)
-              for method in sorted(results["clustering"].unique())]
-    return pd.concat(blocks)
+    return fraction(results)
+
+
+def cluster_shares(results: pd.DataFrame) -> pd.DataFrame:
+    """Share of each named k-means cluster among each model's 3×3 kernels (Appendix N)."""
+    from .tables import model_proportions
+    from .vocab import KMEANS
+
+    return model_proportions(results, kernel_size=3, clustering=KMEANS)

