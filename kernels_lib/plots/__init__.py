@@ -6,7 +6,7 @@ grids, galleries, centroids), `dog` (Figure 1), `pca` (Figure 4), `spectrum` (Fi
 comparison) — and the public functions gathered here. Figures take data (arrays, tables) and
 return `matplotlib.figure.Figure` or plotly objects; nothing here reads a database or a file.
 """
-from .autoencoder import architecture_figure, loss_curve, method_comparison, recall_heatmap
+from .autoencoder import architecture_figure, confusion_heatmap, loss_curve, method_comparison, recall_heatmap
 from .bars import clustered_bars, proportion_panels, stacked_proportions, total_activation_boxes
 from .dog import dog_family_figure
 from .kernels import (SPACER, centroid_figure, class_galleries, class_gallery, class_rows, cluster_legend,
@@ -18,6 +18,7 @@ from .style import DIVERGING, PALETTE, class_color, cluster_colour, save_figure,
 __all__ = [
     "DIVERGING", "PALETTE", "SPACER", "architecture_figure", "centroid_figure", "class_color", "class_galleries",
     "class_gallery", "class_rows", "cluster_colour", "cluster_legend", "cluster_titles", "clustered_bars",
+    "confusion_heatmap",
     "dog_family_figure", "kernel_grid", "kernel_rows", "loss_curve", "method_comparison", "pca_figure",
     "pca_scatter_html", "proportion_panels", "recall_heatmap", "regular_vs_depthwise", "save_figure",
     "save_html", "spectrum_strip", "stacked_proportions", "symmetric_limit", "template_names",
