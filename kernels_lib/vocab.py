@@ -217,7 +217,7 @@ def display_name(name: str) -> str:
         return f"{polarity.capitalize()}-centre ∂{kind[1:]}"
     kind, _, angle = kind.partition("@")
     if kind in ORIENTED_KINDS:
-        what = {"d1": "∂", "d2": "∂² ridge", "saddle": "saddle"}[kind]
+        what = {"d1": "∂", "d2": "∂²", "saddle": "saddle"}[kind]
         return f"{polarity.capitalize()}-centre {what} " + (f"at {angle}°" if angle else "(any angle)")
     return name
 

@@ -237,7 +237,7 @@ def test_oriented_names_parse_validate_and_merge():
 
 def test_oriented_names_display_and_order():
     assert vocab.display_name("on-d1@30") == "On-centre ∂ at 30°"
-    assert vocab.display_name("off-d2@105") == "Off-centre ∂² ridge at 105°"
+    assert vocab.display_name("off-d2@105") == "Off-centre ∂² at 105°"
     assert vocab.display_name("on-saddle") == "On-centre saddle (any angle)"
     names = ["other", "on-saddle@3", "off-d1@5", "on-d1@30", "on", "on-d1@10", "on-dx", "2nd-derivative", "on-d2@4"]
     assert vocab.order_classes(names) == ["on", "on-dx", "on-d1@10", "on-d1@30", "off-d1@5", "2nd-derivative",
