@@ -131,6 +131,11 @@ def _pattern(recipe: str, x, y, p: dict):
     return _separable_dog(a, b, (1 if recipe == "edge" else 2, 0), sa, sb, p["ratio"], p["weight"])
 
 
+#: Parameter columns the recipes read.
+_NUMERIC = ("sigma", "aspect", "axis", "along", "ratio", "weight", "theta", "shift_x", "shift_y", "cross_sx",
+            "cross_sy", "arm_x", "arm_y", "left", "right", "top", "bottom")
+
+
 def render(recipe: str, k: int, params: pd.DataFrame) -> np.ndarray:
     """Render one recipe for every row of `params` on a k×k grid, box-averaging 8×8 sub-pixels.
 
@@ -141,15 +146,10 @@ def render(recipe: str, k: int, params: pd.DataFrame) -> np.ndarray:
     out = np.empty((len(params), k, k))
     for start in range(0, len(params), _CHUNK):
         rows = params.iloc[start:start + _CHUNK]
-        p = {c: rows[c].to_numpy(dtype=np.float64)[:, None, None] for c in rows.columns
-             if c in _NUMERIC}
+        p = {c: rows[c].to_numpy(dtype=np.float64)[:, None, None] for c in rows.columns if c in _NUMERIC}
         values = _pattern(recipe, xx[None], yy[None], p)
         out[start:start + len(rows)] = values.reshape(len(rows), k, SUPERSAMPLE, k, SUPERSAMPLE).mean(axis=(2, 4))
     return out
-
-
-_NUMERIC = ("sigma", "aspect", "axis", "along", "ratio", "weight", "theta", "shift_x", "shift_y", "cross_sx",
-            "cross_sy", "arm_x", "arm_y", "left", "right", "top", "bottom")
 
 
 # --------------------------------------------------------------------------------------------
