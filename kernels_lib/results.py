@@ -44,7 +44,7 @@ ARRAY_COLUMNS = [
     "degenerate",        # no direction: excluded from the clustering
 ]
 #: Kernel metadata kept in a database's classification.
-META_COLUMNS = ["model", "weights_tag", "source", "layer", "module", "depth", "channel", "kh", "kw"]
+META_COLUMNS = ["model", "weights_tag", "source", "layer", "module", "layer_order", "depth", "channel", "kh", "kw"]
 #: Columns of a classification result (`classify_kernels`), in order.
 RESULT_COLUMNS = META_COLUMNS + ARRAY_COLUMNS + ["total_activation", "norm"]
 

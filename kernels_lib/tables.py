@@ -135,7 +135,26 @@ def layer_proportions(results: pd.DataFrame, model: str, weights_tag: str | None
     if sub.empty:
         raise AnalysisError(f"no {clustering} rows for model {model!r} (weights {weights_tag}, size {kernel_size}); "
                             f"models present: {sorted(results['model'].unique())}")
-    return _shares(sub["layer"], sub[class_col])
+    return _shares(_layer_keys(sub), sub[class_col])
+
+
+def _by_name(rows: pd.DataFrame) -> bool:
+    return "layer_order" in rows and bool((rows["layer_order"] == "name").any())
+
+
+def _layer_keys(rows: pd.DataFrame) -> pd.Series:
+    """The depthwise layer index, or — where the file keeps no order — the layer's name, in name order."""
+    if not _by_name(rows):
+        return rows["layer"]
+    names = rows.drop_duplicates("layer").sort_values("layer")["module"].tolist()
+    return pd.Series(pd.Categorical(rows["module"], categories=names, ordered=True), index=rows.index, name="layer")
+
+
+def layer_axis_label(rows: pd.DataFrame) -> str:
+    """The x axis of a per-layer figure: a layer index, or names when the true depth cannot be known."""
+    if _by_name(rows):
+        return "depthwise layer, by name (the file keeps no layer order: the true depth is unknown)"
+    return "depthwise layer (index among all depthwise layers of the network)"
 
 
 def model_proportions(results: pd.DataFrame, kernel_size: int | None = None, class_col: str = "merged",
