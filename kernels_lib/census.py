@@ -86,13 +86,14 @@ def write_timm_all(path=TIMM_ALL, names=None, progress: bool = True) -> Path:
         lines.append(f"# Left out, {len(unbuilt)} tags whose architecture cannot be built without weights:")
         lines += [f"#   {name}: {why}" for name, why in sorted(unbuilt.items())]
     doc_head = {
-        "description": f"Every pretrained timm {timm.__version__} model with depthwise convolutions "
-                       f"({len(entries)} tags; the weights come from the Hugging Face hub)",
-        "generated": {"by": "data/models/build_timm_all.py", "timm": timm.__version__, "torch": torch.__version__,
+        "description": f"Pretrained timm {timm.__version__} models with depthwise convolutions: {len(entries)} of "
+                       f"the {len(names)} tags listed (the weights come from the Hugging Face hub)",
+        "generated": {"by": "data/models/build_timm_all.py", "timm": timm.__version__, "torch": str(torch.__version__),
                       "tags_listed": len(names),
                       "tags_kept": len(entries), "unbuilt": len(unbuilt), "depthwise_kernels": total},
     }
-    text = "\n".join(lines) + "\n" + yaml.safe_dump(doc_head, sort_keys=False, width=1000) + "models:\n"
+    text = "\n".join(lines) + "\n" + yaml.safe_dump(doc_head, sort_keys=False, width=1000)
+    text += "models:\n" if entries else "models: []\n"
     text += "".join(f"  - {yaml.safe_dump(e, default_flow_style=True, sort_keys=False, width=1000).strip()}\n"
                     for e in entries)
     return atomic_write_text(path, text)

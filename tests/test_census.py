@@ -89,3 +89,23 @@ def test_shipped_timm_all_set():
     if timm_all.generated["timm"] == timm.__version__:        # a sample against the installed architectures
         for name in random.Random(0).sample(names, 8):
             assert census.timm_kernel_counts(name) == recorded[name], name
+
+
+def test_tags_that_cannot_be_built_without_weights_are_listed_not_kept(tmp_path, monkeypatch):
+    """timm ≤ 1.0.15 could not build ConvNeXt on the meta device ("Cannot copy out of meta tensor"); the installed
+    timm builds every architecture, so that failure is simulated for one tag."""
+    real = census.timm_kernel_counts
+
+    def counts(name):
+        if name.startswith("convnext_atto"):
+            raise NotImplementedError("Cannot copy out of meta tensor; no data!")
+        return real(name)
+
+    monkeypatch.setattr(census, "timm_kernel_counts", counts)
+    entries, unbuilt = census.timm_depthwise_tags(["convnext_atto.d2_in1k", "mobilenetv3_small_050.lamb_in1k"],
+                                                  progress=False)
+    assert [e["name"] for e in entries] == ["mobilenetv3_small_050.lamb_in1k"]
+    assert unbuilt == {"convnext_atto.d2_in1k": "NotImplementedError: Cannot copy out of meta tensor; no data!"}
+    text = census.write_timm_all(tmp_path / "s.yaml", ["convnext_atto.d2_in1k"], progress=False).read_text()
+    assert "#   convnext_atto.d2_in1k: NotImplementedError" in text
+    assert zoo.load_model_set(tmp_path / "s.yaml").entries == []

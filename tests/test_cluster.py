@@ -1,7 +1,5 @@
 """Scale-out with Dask: extraction and classification on a 2-process LocalCluster give what a serial run
 gives (same bytes, same rows), resume the same way, and the database reads as one table elsewhere."""
-import subprocess
-import sys
 import time
 
 import dask.dataframe as dd
@@ -13,6 +11,7 @@ import pytest
 from kernels_lib import cli, cluster, errors, extract, results, store, zoo
 
 _TFLITE = "{kind: tflite, package: mediapipe, member: mediapipe/modules/holistic_landmark/hand_recrop.tflite}"
+_ONNX = "{kind: onnx, package: rapidocr, member: rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx}"
 _BAD = "{kind: onnx, package: rapidocr, member: rapidocr/models/no_such_model.onnx}"
 
 
@@ -120,21 +119,18 @@ def test_extract_help_documents_workers_and_scheduler(capsys):
 
 
 @pytest.mark.slow
-def test_cli_extract_on_local_workers(tmp_path):
-    """`extract --workers 2` starts its own LocalCluster, writes the files, and stops the cluster."""
-    models = _write_set(tmp_path / "one.yaml", [_TFLITE])
+def test_cli_extract_on_local_workers(smoke_db, tmp_path, capsys):
+    """`extract --workers 2` starts its own LocalCluster, writes the serial run's bytes, and stops the cluster."""
+    models = _write_set(tmp_path / "one.yaml", [_ONNX])
     out = tmp_path / "db"
-    done = subprocess.run([sys.executable, "-m", "kernels_lib", "extract", "--models", str(models), "--out", str(out),
-                           "--workers", "2", "--no-progress"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert "1 extracted" in done.stdout
-    serial = tmp_path / "serial"
-    extract.extract(zoo.load_model_set(models), serial, progress=False)
-    [name] = [p.name for p in serial.iterdir()]
-    assert (out / name).read_bytes() == (serial / name).read_bytes()
-    both = subprocess.run([sys.executable, "-m", "kernels_lib", "extract", "--models", str(models),
-                           "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True)
-    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    code = cli.main(["extract", "--models", str(models), "--out", str(out), "--kernel-sizes", "3", "5", "7",
+                     "--workers", "2", "--no-progress"])
+    assert code == 0 and "1 extracted" in capsys.readouterr().out
+    [name] = [p.name for p in out.iterdir()]
+    assert (out / name).read_bytes() == (smoke_db / "smoke" / name).read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["extract", "--models", str(models), "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
 @pytest.mark.slow
