@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
-from .errors import KernelsLibError
+from .errors import AnalysisError
 from .fileio import atomic_write_text
 from .paths import MODELS_DIR
 from .sources.module import depthwise_kernel_counts
@@ -31,9 +31,15 @@ def timm_kernel_counts(name: str) -> dict[str, int]:
 
     from .sources.timm_source import resolve_timm_name
 
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")          # timm's deprecation and config notices, once per model
-        model = timm.create_model(resolve_timm_name(name, pretrained=False), pretrained=False)
+    full_name = resolve_timm_name(name, pretrained=False)
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")      # timm's deprecation and config notices, once per model
+            model = timm.create_model(full_name, pretrained=False)
+    except Exception as err:                     # model code that reads weight values while it builds
+        why = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        raise AnalysisError(f"timm {timm.__version__} cannot build {full_name!r} without weights (meta device): "
+                            f"{why}; a newer timm may (timm 1.0.15 and older cannot build ConvNeXt this way)") from err
     return depthwise_kernel_counts(model)
 
 
@@ -57,10 +63,8 @@ def timm_depthwise_tags(names=None, progress: bool = True) -> tuple[list[dict], 
     for name in tqdm(names, desc="count depthwise kernels", unit="model", disable=not progress):
         try:
             counts = timm_kernel_counts(name)
-        except KernelsLibError:
-            raise
-        except Exception as err:                 # an architecture that cannot be built without weights
-            unbuilt[name] = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        except AnalysisError as err:
+            unbuilt[name] = str(err)
             continue
         if counts:
             entries.append({"kind": "timm", "name": name, "depthwise_kernels": counts})
@@ -84,7 +88,7 @@ def write_timm_all(path=TIMM_ALL, names=None, progress: bool = True) -> Path:
     ]
     if unbuilt:
         lines.append(f"# Left out, {len(unbuilt)} tags whose architecture cannot be built without weights:")
-        lines += [f"#   {name}: {why}" for name, why in sorted(unbuilt.items())]
+        lines += [f"#   {why}" for _, why in sorted(unbuilt.items())]
     doc_head = {
         "description": f"Pretrained timm {timm.__version__} models with depthwise convolutions: {len(entries)} of "
                        f"the {len(names)} tags listed (the weights come from the Hugging Face hub)",
