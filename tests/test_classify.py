@@ -30,8 +30,23 @@ def assert_same_nearest(x, decoded, idx_fast, dis_fast, idx_ref, dis_ref):
     return len(differ)
 
 
+def assert_labels_equal_up_to_ties(x, decoded, labels, got, ref):
+    """Labels equal, except where another code ties with the reference's winner in float64: there
+    the label must be that of a tied code (rounding decides between tied codes of different labels)."""
+    xu, du = unit(x), unit(decoded)
+    differ = np.flatnonzero(got.label != ref.label)
+    for i in differ:
+        tied = np.flatnonzero(xu[i] @ du.T >= 1 - ref.dissimilarity[i] - TIE)
+        assert got.code_index[i] in tied and got.label[i] in set(labels[tied]), f"kernel {i}: {got.label[i]} vs {ref.label[i]}"
+    return len(differ)
+
+
 def labelled_curve(m, seed=0):
-    """Smooth curve with labelled intervals: a repeated label ("on" twice), gaps ("other")."""
+    """Smooth curve with labelled intervals: a repeated label ("on" twice), gaps ("other").
+
+    The curve is closed (code 0 and code m−1 coincide to rounding) and its ends carry different
+    labels ("on", "other"): kernels nearest to that point have two tied codes of different labels.
+    """
     curve = synthetic.synthetic_curve(m, D, seed=seed)
     z = np.linspace(0, 1, m)
     labels = np.full(m, "other", dtype=object)
@@ -79,7 +94,7 @@ def test_classify_fast_labels_match_reference(curve_data, reference):
     quick = C.label_kernels(x, index, labels, 0.3, need_exact_code=False, chunk=7000)
     np.testing.assert_array_equal(ref.code_index, reference[0])
     for got in (exact, quick):
-        np.testing.assert_array_equal(got.label, ref.label)
+        assert assert_labels_equal_up_to_ties(x, curve, labels, got, ref) < len(x) // 1000  # ties: the closed curve's ends
         np.testing.assert_array_equal(got.clustered, ref.clustered)
     assert exact.exact.all()
     assert_same_nearest(x, curve, exact.code_index, exact.dissimilarity, ref.code_index, ref.dissimilarity)
@@ -134,10 +149,7 @@ def test_exact_ties_duplicates_and_midpoints():
     # with tied codes of different labels any tied label is right; untied kernels agree exactly
     got = C.label_kernels(x, decoded, labels, 0.3)
     ref = C.label_kernels(x, decoded, labels, 0.3, method="reference")
-    xu, du = unit(x), unit(decoded)
-    for i in np.flatnonzero(got.label != ref.label):
-        tied = np.flatnonzero(xu[i] @ du.T >= 1 - dis_ref[i] - TIE)
-        assert got.code_index[i] in tied and got.label[i] in set(labels[tied])
+    assert_labels_equal_up_to_ties(x, decoded, labels, got, ref)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 5, 17])
