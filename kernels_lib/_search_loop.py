@@ -46,8 +46,21 @@ def _scan(x, i, u, lo, hi, best, best_idx):
     return best, best_idx
 
 
+@njit(types.void(types.float64[:, ::1], types.float64[::1], types.int64[::1], types.float64[:, ::1], types.float32[:, ::1]),
+      nogil=True, cache=True)
+def unit_rows(raw, norms, rows, x, x32):
+    """x[r] = raw[rows[r]] / norms[rows[r]] and its float32 copy x32, in one pass (no temporaries)."""
+    for r in range(rows.shape[0]):
+        src = rows[r]
+        inv = 1.0 / norms[src]
+        for k in range(raw.shape[1]):
+            v = raw[src, k] * inv
+            x[r, k] = v
+            x32[r, k] = np.float32(v)
+
+
 _SIGNATURE = types.void(
-    types.float64[:, ::1], types.float32[:, ::1], types.float32[:, ::1], types.int64[::1],   # x, x32, s1, kstar
+    types.float64[:, ::1], types.float32[:, ::1], types.float32[:, ::1],                      # x, x32, s1
     types.float64[:, ::1], types.float32[:, ::1], types.int64[::1], types.int64[::1],          # unit, fine anchors, fine, coarse
     types.float64[::1], types.float64[::1], types.float64[::1],                               # fine bulge, 1/(4·bulge), bulge/4 + tol
     types.float64[::1], types.float64[::1], types.float32[::1],                               # coarse bulge, 1/(4·bulge), bulge/4 + tol (f32)
@@ -55,13 +68,13 @@ _SIGNATURE = types.void(
 
 
 @njit(_SIGNATURE, nogil=True, fastmath=_FASTMATH, cache=True)
-def search_rows(x, x32, s1, kstar, unit, fine_anchors32, fine, coarse, fine_bulge, fine_inv, fine_quarter,
+def search_rows(x, x32, s1, unit, fine_anchors32, fine, coarse, fine_bulge, fine_inv, fine_quarter,
                 coarse_bulge, coarse_inv, coarse_quarter32, tol, best_out, idx_out):
     """Exact nearest code of every row of x (unit, float64; x32 its float32 copy).
 
-    s1 [n, B+1]: x32 · (coarse anchors); kstar: its argmax per row. Writes the best float64
+    s1 [n, B+1]: x32 · (coarse anchors). Writes the best float64
     similarity and its code (lowest on ties) to best_out / idx_out. Stages as in `search`:
-    fine anchors of the two coarse blocks around kstar (float32); the exact scan of the fine
+    fine anchors of the two coarse blocks around the best coarse anchor (float32); the exact scan of the fine
     block beside the best fine anchor, on its better neighbour's side; then every other fine block
     of that window and every other coarse block (through its fine anchors) whose chord bound
     reaches the best similarity found so far is scanned too. The pruning tests are conservative,
@@ -72,7 +85,12 @@ def search_rows(x, x32, s1, kstar, unit, fine_anchors32, fine, coarse, fine_bulg
     g = np.empty(fine.shape[0], dtype=np.float64)       # float32 similarities to fine anchors
     candidates = np.empty(max(nb, 1), dtype=np.int64)
     for i in range(x.shape[0]):
-        k = kstar[i]
+        top = s1[i, 0]
+        for b in range(1, nb + 1):  # a vectorised max, then its first position
+            top = max(top, s1[i, b])
+        k = 0
+        while k < nb and s1[i, k] != top:
+            k += 1
         flo = coarse[max(k - 1, 0)]
         fhi = coarse[min(k + 1, nb)]
         t = flo

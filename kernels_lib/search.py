@@ -53,7 +53,7 @@ class _Kernels:
     @classmethod
     def of(cls, x, flag_degenerate: bool) -> tuple["_Kernels", np.ndarray]:
         """(usable kernels, degenerate mask [N]); raises on degenerate rows unless flagging."""
-        raw = as_rows(x, "kernels")
+        raw = np.ascontiguousarray(as_rows(x, "kernels"))
         norms = row_norms(raw)
         bad = ~(norms > 0)
         if bad.any() and not flag_degenerate:
@@ -71,6 +71,16 @@ class _Kernels:
         """Unit rows start..stop (positions among the usable rows), float64."""
         sel = slice(start, stop) if self.rows is None else self.rows[start:stop]
         return self.raw[sel] / self.norms[sel, None]
+
+    def unit_pair(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unit rows start..stop, float64 and float32, in one compiled pass (for the fast search)."""
+        from ._search_loop import unit_rows
+
+        rows = np.arange(start, min(stop, len(self)), dtype=np.int64) if self.rows is None else self.rows[start:stop]
+        x = np.empty((len(rows), self.dim))
+        x32 = np.empty((len(rows), self.dim), dtype=np.float32)
+        unit_rows(self.raw, self.norms, rows, x, x32)
+        return x, x32
 
 
 def _check_dims(d: int, u: np.ndarray) -> None:
@@ -145,13 +155,14 @@ class CurveIndex:
 def default_blocks(m: int) -> tuple[int, int]:
     """(codes per fine block, fine blocks per coarse block) for M codes.
 
-    Per kernel the search costs about M/(fine·coarse) coarse anchors + 2·coarse fine anchors
-    (float32) + 2·fine codes (float64), plus a fixed cost per group of kernels sharing a fine
-    anchor, which favours fine blocks somewhat longer than the arithmetic alone would (measured
-    on 10,000 codes, 7×7 kernels).
+    Per kernel the search costs about M/(fine·coarse) coarse anchors (one dense float32 product)
+    + 2·coarse fine anchors (float32) + 2·fine codes (float64), plus one bound per coarse block
+    and the blocks the certificate scans. On the trained 7×7 and 5×5 reference decoders (10,000
+    codes) block sizes from (12, 8) to (24, 6) ran within the machine's noise of each other; (16, 8)
+    is the middle of that range.
     """
     root = m ** (1 / 3)
-    return max(2, int(round(0.75 * root))), max(2, int(round(0.6 * root)))
+    return max(2, int(round(0.75 * root))), max(2, int(round(0.37 * root)))
 
 
 #: A block may bulge this many times the median bulge of equal blocks before it is split.
@@ -287,7 +298,7 @@ class Searcher:
         best_idx = np.empty(len(xc), dtype=np.int64)
         if len(xc):
             search_rows(np.ascontiguousarray(xc), np.ascontiguousarray(x32), np.ascontiguousarray(s1),
-                        s1.argmax(axis=1).astype(np.int64), *self._loop_args, best, best_idx)
+                        *self._loop_args, best, best_idx)
         return best, best_idx
 
 
@@ -300,6 +311,10 @@ def _round_up32(a: np.ndarray) -> np.ndarray:
     """float32 values not below a (a bound stays a bound after rounding)."""
     a32 = a.astype(np.float32)
     return np.where(a32.astype(np.float64) < a, np.nextafter(a32, np.float32(np.inf)), a32).astype(np.float32)
+
+
+#: Kernels per chunk of the fast search: its float32 similarities to the coarse anchors stay in cache.
+FAST_CHUNK = 8192
 
 
 def _run_chunks(n: int, chunk: int, workers: int, work, progress: bool, desc: str) -> None:
@@ -339,8 +354,7 @@ def _fast(xk: _Kernels, ix: CurveIndex, chunk, workers, progress, settle=None):
     exact = np.ones(len(xk), dtype=bool)
 
     def work(s, e):
-        xc = xk.unit(s, e)
-        x32 = xc.astype(np.float32)
+        xc, x32 = xk.unit_pair(s, e)
         s1 = searcher.coarse_sims(x32)
         if settle is None:
             sim[s:e], idx[s:e] = searcher.exact(xc, x32, s1)
@@ -389,7 +403,7 @@ def nearest_codes(x, decoded, method: str = "fast", settle=None, on_degenerate: 
     if method == "fast":
         ix = _as_index(decoded)
         _check_dims(xk.dim, ix.unit)
-        idx, sim, exact = _fast(xk, ix, chunk or 65536, workers, progress, settle)
+        idx, sim, exact = _fast(xk, ix, chunk or FAST_CHUNK, workers, progress, settle)
     else:
         unit = decoded.unit if isinstance(decoded, CurveIndex) else unit_rows(decoded, "decoded codes")
         _check_dims(xk.dim, unit)
@@ -411,7 +425,7 @@ def nearest_code_reference(x, decoded, chunk: int = 1024, dtype=np.float64, prog
     return near.index, near.dissimilarity
 
 
-def nearest_code_fast(x, decoded, chunk: int = 65536, workers: int | None = None, progress: bool = False):
+def nearest_code_fast(x, decoded, chunk: int = FAST_CHUNK, workers: int | None = None, progress: bool = False):
     """Exactly what `nearest_code_reference` returns (the index may differ only where two codes tie
     to float64 rounding), much faster on a smooth decoded curve."""
     near = nearest_codes(x, decoded, "fast", on_degenerate="raise", chunk=chunk, workers=workers, progress=progress)
