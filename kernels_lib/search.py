@@ -31,6 +31,7 @@ the bounds already decide a kernel's label (through `Searcher`'s bounds and the 
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,6 +151,11 @@ class CurveIndex:
         fine, fine_bulge = _partition(lambda lo, hi: u[lo:hi + 1], m, fine_block)
         coarse, coarse_bulge = _partition(lambda lo, hi: u[fine[lo]:fine[hi] + 1], len(fine), coarse_block)
         return cls(u, fine, coarse, fine_bulge, coarse_bulge)
+
+    @functools.cached_property
+    def searcher(self) -> "Searcher":
+        """The search's float32 copies and bound tables, made once per index (a few ms for 10,000 codes)."""
+        return Searcher(self)
 
 
 def default_blocks(m: int) -> tuple[int, int]:
@@ -348,7 +354,7 @@ def _default_workers() -> int:
 def _fast(xk: _Kernels, ix: CurveIndex, chunk, workers, progress, settle=None):
     """Fast search of every usable kernel: (index, similarity, exact). `settle(searcher, xc, x32, s1)` may
     return (mask, code, similarity) for kernels that need no exact search (their exact = False)."""
-    searcher = Searcher(ix)
+    searcher = ix.searcher
     idx = np.empty(len(xk), dtype=np.int64)
     sim = np.empty(len(xk))
     exact = np.ones(len(xk), dtype=bool)
