@@ -216,6 +216,20 @@ def test_degenerate_kernels_are_flagged_never_nan(curve_data):
         S.CurveIndex.build(np.vstack([curve[:10], np.zeros((1, D))]))
 
 
+def test_degenerate_rows_scattered_over_many_chunks(curve_data):
+    """Flagged rows between usable ones, over many chunks: every usable kernel still gets its exact code."""
+    curve, labels, x = curve_data
+    x = x[:3000].copy()
+    x[::7] = 0.0
+    x[5::11, 2] = np.nan
+    got = C.label_kernels(x, curve, labels, 0.3, chunk=256, workers=2)
+    ref = C.label_kernels(x, curve, labels, 0.3, method="reference")
+    np.testing.assert_array_equal(got.degenerate, ref.degenerate)
+    assert 0.1 < ref.degenerate.mean() < 0.3
+    ok = ~ref.degenerate
+    assert_same_nearest(x[ok], curve, got.code_index[ok], got.dissimilarity[ok], ref.code_index[ok], ref.dissimilarity[ok])
+
+
 def test_bad_arguments_say_what_to_do(curve_data):
     curve, labels, x = curve_data
     with pytest.raises(ValueError, match="same space"):
