@@ -72,12 +72,12 @@ def search_rows(x, x32, s1, unit, fine_anchors32, fine, coarse, fine_bulge, fine
                 coarse_bulge, coarse_inv, coarse_quarter32, tol, best_out, idx_out):
     """Exact nearest code of every row of x (unit, float64; x32 its float32 copy).
 
-    s1 [n, B+1]: x32 · (coarse anchors). Writes the best float64
-    similarity and its code (lowest on ties) to best_out / idx_out. Stages as in `search`:
-    fine anchors of the two coarse blocks around the best coarse anchor (float32); the exact scan of the fine
-    block beside the best fine anchor, on its better neighbour's side; then every other fine block
-    of that window and every other coarse block (through its fine anchors) whose chord bound
-    reaches the best similarity found so far is scanned too. The pruning tests are conservative,
+    s1 [n, B+1]: x32 · (coarse anchors). Writes the best float64 similarity and its code (lowest
+    on ties) to best_out / idx_out. Stages as in `search`: fine anchors of the two coarse blocks
+    around the best coarse anchor (float32); the exact scan of the fine block beside the best fine
+    anchor, on its better neighbour's side; then every other fine block of that window and every
+    other coarse block (through its fine anchors) whose chord bound reaches the best similarity
+    found so far is scanned too. The pruning tests are conservative,
     so the result does not depend on the order in which blocks are visited.
     """
     nb = coarse.shape[0] - 1
