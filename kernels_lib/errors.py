@@ -82,3 +82,7 @@ class UnsafeFileError(KernelsLibError, ValueError):
 
 class UnsupportedFormatError(KernelsLibError, ValueError):
     """A file whose suffix no reader is registered for; the message lists the known suffixes."""
+
+
+class SiteError(KernelsLibError, ValueError):
+    """The static HTML site cannot be built (no executed notebook, an unreadable one, a missing asset)."""

@@ -133,6 +133,12 @@ def layer_proportions(results: pd.DataFrame, model: str, weights_tag: str | None
     return _shares(sub["layer"], sub[class_col])
 
 
+def class_counts(rows: pd.DataFrame, class_col: str = "merged") -> pd.Series:
+    """Kernels per class among `rows`, classes in display order (those with no kernel left out)."""
+    counts = rows[class_col].value_counts()
+    return counts[order_classes(counts.index)].rename("kernels").rename_axis(class_col)
+
+
 def model_proportions(results: pd.DataFrame, kernel_size: int | None = None, class_col: str = "merged",
                       clustering: str = AUTOENCODER) -> pd.DataFrame:
     """Figures 11/28: per model ("model.weights_tag" rows), the share of each class among all its kernels.
