@@ -124,9 +124,12 @@ def _free_port() -> int:
 
 @contextmanager
 def _jupyterlab(tmp_path, timeout=120):
-    """JupyterLab on a free loopback port with a random token, no browser, its settings and state in
-    tmp_path; yields (base URL, token); the server and its kernels are always ended."""
+    """JupyterLab on a free loopback port with a random token, no browser, no autosave, its settings
+    and state in tmp_path; yields (base URL, token); the server and its kernels are always ended."""
     port, token = _free_port(), secrets.token_hex(16)
+    settings = tmp_path / "settings" / "@jupyterlab" / "docmanager-extension"
+    settings.mkdir(parents=True)
+    (settings / "plugin.jupyterlab-settings").write_text('{"autosave": false}')   # never write the repository's notebook
     env = {**os.environ, **{name: str(tmp_path / name.lower()) for name in
                             ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR")}}
     log = open(tmp_path / "jupyterlab.log", "wb")
@@ -172,6 +175,7 @@ def _api(base, token, path):
 @pytest.mark.slow
 def test_jupyterlab_serves_and_opens_notebook_01(chromium, tmp_path):
     source = paths.NOTEBOOK_DIR / "01_extract_kernels.ipynb"
+    before = source.read_bytes()
     with _jupyterlab(tmp_path) as (base, token):
         served = _api(base, token, "contents/notebooks/01_extract_kernels.ipynb")
         assert served["type"] == "notebook"
@@ -193,3 +197,4 @@ def test_jupyterlab_serves_and_opens_notebook_01(chromium, tmp_path):
         chromium.pump(1.0)
         _check_loaded(page, allowed=(base, "data:", "blob:"))
         page.close()
+    assert source.read_bytes() == before                   # opened, not written
