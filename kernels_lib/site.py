@@ -347,10 +347,10 @@ _INDEX_CSS = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 0 20px 40px; color: #222; }
 h1 { margin-bottom: 0.2em; } .lead { color: #555; margin-top: 0; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 18px; }
-figure { margin: 0; border: 1px solid #ddd; border-radius: 6px; padding: 10px; background: #fff; }
+figure { margin: 0; border: 1px solid #ddd; border-radius: 6px; padding: 10px; background: #fff; min-width: 0; }
 figure img { width: 100%; height: auto; display: block; }
 figcaption { font-size: 13px; margin-top: 6px; line-height: 1.4; }
-.item { font-weight: 600; } .file { color: #777; font-size: 12px; }
+.item { font-weight: 600; } .file { color: #777; font-size: 12px; overflow-wrap: anywhere; }
 .interactive { display: block; padding: 30px 10px; text-align: center; background: #f4f6f8; border-radius: 4px; }
 details { font-size: 12px; overflow-x: auto; } table { border-collapse: collapse; }
 td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }

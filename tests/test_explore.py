@@ -1,6 +1,8 @@
 """The kernel explorer (notebook 14, kernels_lib.explore): the page it shows is the classification's
 rows that match the choice, checked against a plain pandas filter, with the database's weights;
 its widgets follow their controls without a kernel behind them."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,8 +24,6 @@ def _matching(table, model, weights_tag, k, layer=None, cls=None, class_col="mer
 
 @pytest.mark.slow
 def test_14_records_the_page_it_draws(smoke_site, smoke_db, reference_classification):
-    import json
-
     result = json.loads((smoke_site.results / "14_explore_kernels.json").read_text())
     _, table = reference_classification
     p = SITE_PARAMETERS
