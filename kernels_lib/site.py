@@ -62,13 +62,17 @@ class GalleryRow:
     notebook: str
     files: tuple[str, ...]
 
-    def matches(self, relpath: str) -> bool:
-        """Does a figure's path (relative to figures/) match one of this row's file names?
+    def named(self, paths) -> list[str]:
+        """The figure paths (relative to figures/) that this row names, in the row's order.
 
         A kernel size in a name stands for any size ("fig04_pca_7x7.png" also names the 5×5 run's
-        "fig04_pca_5x5.png") and "*" for any text, as the README writes the per-model files.
+        "fig04_pca_5x5.png") and "*" for any text within a folder, as the README writes per-model files.
         """
-        return any(_file_pattern(name).fullmatch(relpath) for name in self.files)
+        found = []
+        for name in self.files:
+            pattern = _file_pattern(name)
+            found += [p for p in sorted(paths) if pattern.fullmatch(p) and p not in found]
+        return found
 
 
 @dataclass(frozen=True)
@@ -171,12 +175,10 @@ def gallery(figures_dir: Path | str = FIGURES_DIR, readme: Path | str = README) 
     rows = gallery_table(readme)
     items, placed = [], set()
     for row in rows:
-        for name in row.files:
-            for rel in files:
-                if rel not in placed and _file_pattern(name).fullmatch(rel):
-                    placed.add(rel)
-                    items.append(GalleryItem(rel, _KINDS[Path(rel).suffix.lower()], row.paper_item, row.what,
-                                             by_writer.get(rel, row.notebook)))
+        for rel in row.named(set(files) - placed):
+            placed.add(rel)
+            items.append(GalleryItem(rel, _KINDS[Path(rel).suffix.lower()], row.paper_item, row.what,
+                                     by_writer.get(rel, row.notebook)))
     rest = [rel for rel in files if rel not in placed]
     rest.sort(key=lambda rel: (by_writer.get(rel) is None, by_writer.get(rel) or "", rel))
     items += [GalleryItem(rel, _KINDS[Path(rel).suffix.lower()], None, None, by_writer.get(rel)) for rel in rest]
