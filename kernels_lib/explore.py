@@ -57,8 +57,7 @@ class KernelExplorer:
         for cls, d in zip(page.rows[self.class_col], page.rows["dissimilarity"]):
             captions.append(display_name(cls) + ("" if pd.isna(d) else f"\n1−cos {float(d):.2f}"))
         titles = [f"L{layer} · ch {channel}" for layer, channel in zip(page.rows["layer"], page.rows["channel"])]
-        fig = plots.kernel_grid(kernels, titles=titles, captions=captions, ncols=8, cell=1.25,
-                                title=page.what.replace(", all layers", "\nall layers").replace(", layer", "\nlayer"))
+        fig = plots.kernel_grid(kernels, titles=titles, captions=captions, ncols=8, cell=1.25, title=page.title)
         fig.set_figwidth(max(fig.get_figwidth(), 6.0))      # room for the title above a page of few kernels
         return fig
 

@@ -275,13 +275,18 @@ class KernelPage:
     class_col: str
 
     @property
-    def what(self) -> str:
+    def title(self) -> str:
+        """The choice in two lines (a figure's title): which weights, then which kernels and how many."""
         weights = "random init" if is_random_init(self.weights_tag) else "trained"
         layer = "all layers" if self.layer is None else f"layer {self.layer}"
         cls = "every class" if self.kernel_class is None else display_name(self.kernel_class)
         k = self.kernel_size
-        return (f"{self.model} ({weights}), {k}×{k}, {layer}, {cls}: "
+        return (f"{self.model} ({weights}), {k}×{k}\n{layer}, {cls}: "
                 f"{len(self.rows)} of {self.n_matching} kernels")
+
+    @property
+    def what(self) -> str:
+        return self.title.replace("\n", ", ")
 
 
 def model_weights(results: pd.DataFrame) -> list[tuple[str, str]]:
