@@ -73,10 +73,11 @@ class KernelExplorer:
                 continue
             props = tables.layer_proportions(mine, model, tag, kernel_size, class_col=self.class_col,
                                              clustering=mine["clustering"].iloc[0])
-            panels[f"{tag} ({_weights_word(tag)}), {len(mine)} kernels"] = (props, mine.groupby("layer").size())
+            panels[f"{tag} ({_weights_word(tag)}), {len(mine)} kernels"] = (props, tables.layer_sizes(mine))
         k = int(kernel_size)
         return plots.interactive_layer_bars(panels, title=f"{model}: share of each class per depthwise layer "
-                                                          f"({k}×{k} kernels; hover for numbers)")
+                                                          f"({k}×{k} kernels; hover for numbers)",
+                                            xlabel=tables.layer_axis_label(rows))
 
     # ---- widgets -------------------------------------------------------------------------------
     def _choices(self, model, weights_tag, kernel_size, layer):
@@ -84,8 +85,9 @@ class KernelExplorer:
         mine = self.results[(self.results["model"] == model) & (self.results["weights_tag"] == weights_tag)]
         sizes = sorted(int(k) for k in mine["kh"].unique())
         at_size = mine[mine["kh"] == kernel_size]
-        per_layer = at_size.groupby("layer").size()
-        layers = [(f"all layers ({len(at_size)})", None)] + [(f"layer {int(l)} ({n})", int(l)) for l, n in per_layer.items()]
+        per_layer = at_size.groupby(["layer", "module"]).size()
+        layers = [(f"all layers ({len(at_size)})", None)] + [(f"layer {int(l)} · {module} ({n})", int(l))
+                                                             for (l, module), n in per_layer.items()]
         counts = self.class_counts(model, weights_tag, kernel_size, layer) if len(at_size) else pd.Series(dtype=int)
         classes = [(f"every class ({int(counts.sum())})", None)] + [(f"{display_name(c)} ({n})", c)
                                                                     for c, n in counts.items()]

@@ -187,8 +187,8 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
 
     `parameters` override or extend the defaults (e.g. `{"seed": 1}`); each notebook gets the
     ones it declares. `log` receives one line per notebook (pass `None` for silence). Then, with
-    `site`, every executed notebook of `build_dir` (those run earlier too) and the figures of
-    `output_dir` become the static site in `site_dir` (default: `site/` beside `build_dir`).
+    `site`, every executed notebook of `build_dir` (those run earlier too) and the figures of the
+    run's output folder become the static site in `site_dir` (default: `site/` beside `build_dir`).
     """
     notebooks = list_notebooks(notebook_dir, only)
     params = {**default_parameters(model_set, output_dir, db_dir), **(parameters or {})}
@@ -201,7 +201,8 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
         runs.append(run)
     if site:
         executed = static_site.executed_notebooks(build_dir, [p.name for p in list_notebooks(notebook_dir)])
-        built = static_site.build_site(executed, output_dir, site_dir or Path(build_dir).resolve().parent / "site")
+        built = static_site.build_site(executed, params["output_dir"],
+                                       site_dir or Path(build_dir).resolve().parent / "site")
         say(f"site: {built.index} ({len(built.pages)} notebooks, {len(built.gallery)} figures and tables); "
             "open it in a browser")
     return runs

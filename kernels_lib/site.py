@@ -164,13 +164,20 @@ def writers(figures_dir: Path | str, files) -> dict[str, str]:
     return out
 
 
+def _other_run(figures_dir: Path, path: Path) -> bool:
+    """Is `path` a results file, or inside a sub-folder that another run wrote (figures/<set>/, with its own results/)?"""
+    parts = path.relative_to(figures_dir).parts
+    return parts[0] == "results" or (len(parts) > 1 and (figures_dir / parts[0] / "results").is_dir())
+
+
 def gallery(figures_dir: Path | str = FIGURES_DIR, readme: Path | str = README) -> list[GalleryItem]:
-    """Every figure, interactive figure and table of figures/, in the order of the README's gallery
-    table (then the others by notebook and name), each with its caption."""
+    """Every figure, interactive figure and table of figures/ (not those of other model sets, in
+    figures/<set>/), in the order of the README's gallery table (then the others by notebook and
+    name), each with its caption."""
     figures_dir = Path(figures_dir)
     files = sorted(p.relative_to(figures_dir).as_posix() for p in figures_dir.rglob("*")
                    if p.is_file() and p.suffix.lower() in _KINDS and not p.name.startswith(".")
-                   and p.relative_to(figures_dir).parts[0] != "results") if figures_dir.is_dir() else []
+                   and not _other_run(figures_dir, p)) if figures_dir.is_dir() else []
     by_writer = writers(figures_dir, files)
     rows = gallery_table(readme)
     items, placed = [], set()

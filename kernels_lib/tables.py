@@ -150,6 +150,12 @@ def _layer_keys(rows: pd.DataFrame) -> pd.Series:
     return pd.Series(pd.Categorical(rows["module"], categories=names, ordered=True), index=rows.index, name="layer")
 
 
+def layer_sizes(rows: pd.DataFrame) -> pd.Series:
+    """Kernels per depthwise layer, keyed as `layer_proportions` keys its rows (the layer index, or the
+    layer's name where the file keeps no order)."""
+    return _layer_keys(rows).value_counts(sort=False).sort_index()
+
+
 def layer_axis_label(rows: pd.DataFrame) -> str:
     """The x axis of a per-layer figure: a layer index, or names when the true depth cannot be known."""
     if _by_name(rows):

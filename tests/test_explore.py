@@ -42,7 +42,8 @@ def test_14_records_the_page_it_draws(smoke_site, smoke_db, reference_classifica
     sums = [float(np.sum(db.loc[(p["layer"], c), "kernel"])) for c in shown["channel"]]
     assert result["shown_sums"] == pytest.approx(sums, rel=1e-5, abs=1e-6)
     # the headless run built the widget too: its lists say how many kernels each choice holds
-    assert f"layer {p['layer']} ({len(in_layer)})" in result["widget"]["layer"]
+    module = in_layer["module"].iloc[0]
+    assert f"layer {p['layer']} · {module} ({len(in_layer)})" in result["widget"]["layer"]
     assert result["widget"]["class"][0] == f"every class ({len(in_layer)})"
     assert (smoke_site.figures / "explore_layers_ch_ppocr_mobile_v2.0_cls_mobile_5x5.html").is_file()
 

@@ -205,3 +205,15 @@ def test_figures_without_site_runs_the_notebooks_only(tmp_path):
     assert notebooks.run_from_args(args) == 0
     assert (tmp_path / "build" / "site" / "01_tiny.html").is_file()
     assert "01 · tiny" in (tmp_path / "build" / "site" / "index.html").read_text(encoding="utf-8")
+
+
+def test_gallery_leaves_out_results_and_other_sets_figures(tmp_path):
+    figures = tmp_path / "figures"
+    for rel in ("a.png", "results/01_x.json", "layer_proportions/c.png", "tables/t.md", "tables/t.csv",
+                "smoke/b.png", "smoke/results/04_pca.json", ".a.png.123.abcdef12.tmp"):
+        (figures / rel).parent.mkdir(parents=True, exist_ok=True)
+        (figures / rel).write_text("x")
+    (figures / "results" / "01_x.json").write_text(json.dumps({"figures": {"a": str(figures / "a.png")}}))
+    items = static_site.gallery(figures, tmp_path / "no-README.md")
+    assert [(i.path, i.kind, i.notebook) for i in items] == [
+        ("a.png", "image", "01_x"), ("layer_proportions/c.png", "image", None), ("tables/t.md", "table", None)]
