@@ -17,7 +17,8 @@ ridge      ±second derivative along θ, cos²θ·∂xx + sin 2θ·∂xy +    [0
            sin²θ·∂yy (a line across the θ direction)
 saddle     ∂u∂v with u along θ, v along θ + 90° (θ = 0: ∂xy)       [0°, 180°), polarity in θ
 cross      ±(exp(−u²/2σ²) + exp(−v²/2σ²)), axes u, v at θ          [0°, 90°), on/off
-square     ±solid block towards the upper-left/bottom-right        —, on/off (5×5 only)
+square     ±solid block containing the centre pixel, towards the   —, on/off (5×5 only; not
+           upper-left or bottom-right corner                      shifted, not refined)
 =========  =====================================================  ========================
 
 θ is in degrees, measured from the +x axis (columns, to the right) towards +y (rows,
@@ -81,6 +82,7 @@ FIT_COLUMNS = [
     "shift_y",        # centre offset (px), + downwards
     "surround",       # radial profile: 0 Gaussian, 1 balanced DoG G(σ) − G(2σ); NaN for cross, square
     "side",           # side of a square's block (px); NaN otherwise
+    "corner",         # corner a square's block extends towards ("upper-left", "bottom-right"); None otherwise
     "cosine",         # mean-centred cosine of kernel and fitted template, in [−1, 1]; NaN if degenerate
     "search_cosine",  # cosine of the best dictionary template before refinement
     "degenerate",     # no direction: not fitted
@@ -205,8 +207,10 @@ def build_dictionary(k: int, *, n_sigma: int = 7, n_cross_sigma: int = 5, theta_
         polarities = (1.0, -1.0) if kind in SIGNED_KINDS else (1.0,)
         for profile in ((np.nan,) if kind in ("cross", "square") else surrounds):
             if kind == "square":
-                grid = [dict(polarity=p, side=s, corner=c, shift_x=sx, shift_y=sy)
-                        for c, p, s, (sx, sy) in product(dog.CORNERS, polarities, square_sides, offsets) if s < k]
+                # unshifted: a block that contains the centre pixel (Appendix D); shifted by half a
+                # pixel it would blur into a blob and take On/Off-centre kernels
+                grid = [dict(polarity=p, side=s, corner=c, shift_x=0.0, shift_y=0.0)
+                        for c, p, s in product(dog.CORNERS, polarities, square_sides) if s < k]
                 table = pd.DataFrame(grid)
                 raw = np.concatenate([render("square", k, np.nan, np.nan, g.shift_x, g.shift_y, g.polarity,
                                              side=g.side, corner=corner)
@@ -349,34 +353,32 @@ def _canonical_theta(kind, theta_deg: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(period), np.nan, np.mod(theta_deg, np.where(np.isnan(period), 1.0, period)))
 
 
-def _result_frame(n: int, bad: np.ndarray, good: np.ndarray, best: dict) -> pd.DataFrame:
-    """FIT_COLUMNS for n kernels from the winning fits of the good rows."""
-    out = pd.DataFrame({
-        "kind": np.full(n, DEGENERATE, dtype=object),
-        "label": np.full(n, DEGENERATE, dtype=object),
-        "merged": np.full(n, DEGENERATE, dtype=object),
-        **{c: np.full(n, np.nan) for c in ("sigma", "theta", "shift_x", "shift_y", "surround", "side", "cosine",
-                                           "search_cosine")},
-        "degenerate": bad,
-    })
-    kind = best["kind"]
+def _result_frame(bad: np.ndarray, best: dict) -> pd.DataFrame:
+    """FIT_COLUMNS for every kernel from the winning fits of the non-degenerate ones (in order)."""
+    good = ~bad
+    kind = np.asarray(best["kind"], dtype=object)
     theta = _canonical_theta(kind, best["theta"])
     label = fine_label(kind, best["polarity"], theta)
-    no_profile = np.isin(kind, ["cross", "square"])
+    square = kind == "square"
+    no_profile = square | (kind == "cross")
     values = {
         "kind": kind, "label": label, "merged": merge_classes(label),
-        "sigma": np.where(kind == "square", np.nan, best["sigma"]), "theta": theta,
+        "sigma": np.where(square, np.nan, best["sigma"]), "theta": theta,
         "shift_x": best["shift_x"], "shift_y": best["shift_y"],
         "surround": np.where(no_profile, np.nan, best["surround"]),
-        "side": np.where(kind == "square", best["side"], np.nan),
+        "side": np.where(square, best["side"], np.nan),
+        "corner": np.where(square, best["corner"], None),
         "cosine": best["cosine"], "search_cosine": best["search_cosine"],
     }
+    columns = {}
     for col, v in values.items():
-        out.loc[good, col] = v if not isinstance(v, np.ndarray) or v.dtype != object else v.astype(object)
-    out["kind"] = out["kind"].astype(str)
-    out["label"] = out["label"].astype(str)
-    out["merged"] = out["merged"].astype(str)
-    return out[FIT_COLUMNS]
+        v = np.asarray(v)
+        text = col in ("kind", "label", "merged", "corner")
+        full = np.full(len(bad), None if col == "corner" else DEGENERATE, dtype=object) if text else \
+            np.full(len(bad), np.nan)
+        full[good] = v
+        columns[col] = full.astype(str) if col in ("kind", "label", "merged") else full
+    return pd.DataFrame({**columns, "degenerate": bad})[FIT_COLUMNS]
 
 
 def _winners(dictionary: FitDictionary, x: np.ndarray, rows: np.ndarray, atoms: np.ndarray, search_cos: np.ndarray,
@@ -401,7 +403,8 @@ def _winners(dictionary: FitDictionary, x: np.ndarray, rows: np.ndarray, atoms: 
     first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
     return {"kind": kinds[first], "polarity": pol[first], "sigma": p[first, 0], "theta": np.rad2deg(p[first, 1]),
             "shift_x": p[first, 2], "shift_y": p[first, 3], "surround": sur[first],
-            "side": par["side"].to_numpy(dtype=np.float64)[first], "cosine": cos[first],
+            "side": par["side"].to_numpy(dtype=np.float64)[first], "corner": par["corner"].to_numpy(dtype=object)[first],
+            "cosine": cos[first],
             "search_cosine": search_cos[first].astype(np.float64)}
 
 
@@ -446,8 +449,8 @@ def fit_kernels(kernels, dictionary: FitDictionary | None = None, *, method: str
                 parts.append(_fit_reference(dictionary, x, candidates, margin))
     best = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else \
         {key: np.zeros(0) for key in ("kind", "polarity", "sigma", "theta", "shift_x", "shift_y", "surround", "side",
-                                      "cosine", "search_cosine")}
-    return _result_frame(n, bad, ~bad, best)
+                                      "corner", "cosine", "search_cosine")}
+    return _result_frame(bad, best)
 
 
 def _fit_fast(dictionary: FitDictionary, x: np.ndarray, candidates: int, margin: float, max_iter: int,
@@ -500,6 +503,27 @@ def _fit_reference(dictionary: FitDictionary, x: np.ndarray, candidates: int, ma
         return out_p, out_c
 
     return _winners(dictionary, x, rows, atoms, cos, refine)
+
+
+def fitted_templates(fit: pd.DataFrame, k: int) -> np.ndarray:
+    """The fitted template of each row of a fit (`FIT_COLUMNS`) as a centred unit kernel [n, k, k]:
+    what the fit says each kernel is. Degenerate rows have none: they are refused."""
+    if fit["degenerate"].to_numpy(dtype=bool).any():
+        raise AnalysisError("degenerate kernels have no fitted template; drop rows with fit['degenerate'] first")
+    out = np.empty((len(fit), k * k))
+    polarity = np.where(fit["label"].str.startswith("off") & fit["kind"].isin(SIGNED_KINDS), -1.0, 1.0)
+    for kind, idx in fit.groupby("kind", sort=False).indices.items():
+        rows = fit.iloc[idx]
+        if kind == "square":
+            for c, sub in rows.groupby("corner", sort=False).indices.items():
+                out[idx[sub]] = _unit(render("square", k, np.nan, np.nan, rows["shift_x"].to_numpy()[sub],
+                                             rows["shift_y"].to_numpy()[sub], polarity[idx[sub]],
+                                             side=rows["side"].to_numpy()[sub], corner=c))
+            continue
+        out[idx] = _unit(render(kind, k, rows["sigma"].to_numpy(), np.nan_to_num(rows["theta"].to_numpy()),
+                                rows["shift_x"].to_numpy(), rows["shift_y"].to_numpy(), polarity[idx],
+                                np.nan_to_num(rows["surround"].to_numpy())))
+    return out.reshape(len(fit), k, k)
 
 
 # --------------------------------------------------------------------------------------------
