@@ -4,6 +4,7 @@ that k greedily chosen prototypes explain. Every function takes tables and retur
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ def _grid(n: int, ncols: int, width: float, height: float, title: str | None):
     for ax in axes[n:]:
         ax.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle("\n".join(textwrap.wrap(title, width=int(11 * width * ncols))), fontsize=10)
     return fig, axes[:n]
 
 
@@ -149,7 +150,7 @@ def coverage_curves(curves: pd.DataFrame, title: str | None = None) -> Figure:
     panels = list(curves[["pool", "kernel_size"]].drop_duplicates().itertuples(index=False, name=None))
     if not panels:
         raise ValueError("no coverage curves to draw")
-    fig, axes = _grid(len(panels), 2, 5.0, 3.6, title)
+    fig, axes = _grid(len(panels), 2, 7.0, 3.8, title)
     for ax, (pool, k) in zip(axes, panels):
         rows = curves[(curves["pool"] == pool) & (curves["kernel_size"] == k)]
         models = [m for m in dict.fromkeys(rows["model"]) if m != "all models"]
