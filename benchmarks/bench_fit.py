@@ -25,6 +25,7 @@ import numpy as np
 
 from bench_classify import measure
 from kernels_lib import fit
+from kernels_lib.fileio import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fit.json"
 KINDS = ("dog", "d1", "ridge", "saddle", "cross")
@@ -124,9 +125,8 @@ def main(argv=None) -> dict:
           f"on the shared {n_ref:,}: kinds equal {agree['kinds_equal']:.4f}, merged labels equal "
           f"{agree['merged_labels_equal']:.4f}, fast cosine within 0.001 of the reference or better "
           f"{agree['share_fast_within_0.001_of_reference_or_better']:.4f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"max RSS {report['max_rss_mib']:.0f} MiB; wrote {args.out}")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out} (max RSS {report['max_rss_mib']:.0f} MiB)")
     return report
 
 

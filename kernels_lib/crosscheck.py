@@ -105,8 +105,8 @@ def label_table(db, fit_table: pd.DataFrame, kernel_sizes=(5, 7), autoencoder_di
     `results.classify_kernels` (reference autoencoders unless `autoencoder_dirs`), thresholds are
     the paper's unless `thresholds` ({k: 1 − cos}) says otherwise, and k-means is fitted per
     kernel size and group on that group's kernels (seeded)."""
-    thresholds = {int(k): thresholds.get(int(k)) if thresholds else None for k in kernel_sizes}
-    thresholds = {k: paper_threshold(k) if t is None else float(t) for k, t in thresholds.items()}
+    given = thresholds or {}
+    thresholds = {int(k): float(given[k]) if given.get(k) is not None else paper_threshold(int(k)) for k in kernel_sizes}
     dirs = None if autoencoder_dirs is None else {int(k): autoencoder_dirs[k] for k in kernel_sizes}
     ae = classify_kernels(db, dirs, thresholds=thresholds, kmeans_clusters=None, progress=False)
     if dirs is None:
@@ -118,12 +118,11 @@ def label_table(db, fit_table: pd.DataFrame, kernel_sizes=(5, 7), autoencoder_di
             continue
         meta = meta.reset_index(drop=True)
         group = group_of(meta["weights_tag"])
-        km = np.full(len(meta), DEGENERATE, dtype=object)
+        degenerate = degenerate_mask(kernels)
+        km = np.where(degenerate, DEGENERATE, UNCLUSTERED).astype(object)   # too few kernels for k-means: unclustered
         for g in (TRAINED, RANDOM_INIT):
             rows = np.flatnonzero(group == g)
-            usable = int((~degenerate_mask(kernels[rows])).sum()) if len(rows) else 0
-            if usable < kmeans_clusters:
-                km[rows] = UNCLUSTERED if usable else DEGENERATE
+            if int((~degenerate[rows]).sum()) < kmeans_clusters:
                 continue
             classifier = kmeans_baseline(kernels[rows], kmeans_clusters, seed=seed, threshold=thresholds[int(k)])
             km[rows] = classifier.predict(kernels[rows])["merged"].to_numpy()

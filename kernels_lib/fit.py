@@ -40,7 +40,7 @@ random and BLAS runs on `num_threads` threads (default 1).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
@@ -64,8 +64,7 @@ _BASE = {"dog": "on", "d1": "on-dx", "ridge": "on-dxx", "saddle": "on-dxy", "cro
          "square": "on-square"}
 #: Ratio σ2/σ1 of the balanced DoG profile (surround 1).
 DOG_RATIO = 2.0
-#: Continuous parameters refined, in order: σ, θ (radians inside), shift x, shift y.
-_PARAMS = ("sigma", "theta", "shift_x", "shift_y")
+#: Which of the continuous parameters (σ, θ in radians, shift x, shift y) each kind refines.
 _ACTIVE = {"dog": (True, False, True, True), "d1": (True, True, True, True), "ridge": (True, True, True, True),
            "saddle": (True, True, True, True), "cross": (True, True, True, True),
            "square": (False, False, False, False)}
@@ -176,10 +175,14 @@ class FitDictionary:
     sigma_bounds: tuple[float, float]
     cross_sigma_bounds: tuple[float, float]
     max_shift: float
-    atoms32: np.ndarray = field(repr=False, default=None)
 
     def __len__(self) -> int:
         return len(self.atoms)
+
+    @property
+    def atoms32(self) -> np.ndarray:
+        """The atoms in float32, for the fast search."""
+        return self.atoms.astype(np.float32)
 
 
 def build_dictionary(k: int, *, n_sigma: int = 7, n_cross_sigma: int = 5, theta_step: float = 30.0,
@@ -234,7 +237,7 @@ def build_dictionary(k: int, *, n_sigma: int = 7, n_cross_sigma: int = 5, theta_
     return FitDictionary(k=k, atoms=atoms, params=params, spans=spans,
                          sigma_bounds=(float(sigmas[0]), float(sigmas[-1])),
                          cross_sigma_bounds=(float(cross_sigmas[0]), float(cross_sigmas[-1])),
-                         max_shift=float(max_shift), atoms32=atoms.astype(np.float32))
+                         max_shift=float(max_shift))
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,10 +417,11 @@ def fit_kernels(kernels, dictionary: FitDictionary | None = None, *, method: str
     """Fit kernels [N, k, k] to the DoG family: one row per kernel with `FIT_COLUMNS`.
 
     The best template of each of the `candidates` best groups (kind and radial profile; those
-    within `margin` of the best cosine) is refined; the largest refined cosine wins. `method`: "fast" (float32 search,
-    vectorised Levenberg–Marquardt) or "reference" (float64 brute force, scipy
-    `least_squares` per kernel: slow, for checking). Degenerate kernels get kind and label
-    "degenerate" and NaN numbers.
+    within `margin` of the best cosine) is refined; the largest refined cosine wins. `method`:
+    "fast" (float32 search, vectorised Levenberg–Marquardt of at most `max_iter` steps) or
+    "reference" (float64 brute force, scipy `least_squares` per kernel: slow, for checking).
+    Degenerate kernels get kind and label "degenerate" and NaN numbers. `chunk` kernels are
+    fitted at a time (memory); BLAS runs on `num_threads` threads.
     """
     arr = np.asarray(kernels)
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
@@ -457,10 +461,10 @@ def _fit_fast(dictionary: FitDictionary, x: np.ndarray, candidates: int, margin:
               tol: float) -> dict:
     k = dictionary.k
     block = max(1, _SEARCH_BLOCK // len(dictionary))
-    x32 = x.astype(np.float32)
+    x32, atoms32 = x.astype(np.float32), dictionary.atoms32
     index, value = [], []
     for s in range(0, len(x), block):
-        i, v = _best_per_group(x32[s:s + block] @ dictionary.atoms32.T, dictionary.spans)
+        i, v = _best_per_group(x32[s:s + block] @ atoms32.T, dictionary.spans)
         index.append(i)
         value.append(v)
     rows, atoms, cos = _candidates(np.concatenate(index), np.concatenate(value), candidates, margin)

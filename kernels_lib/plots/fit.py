@@ -32,6 +32,23 @@ def _grid(n: int, ncols: int, width: float, height: float, title: str | None):
     return fig, axes[:n]
 
 
+def _model_panels(table: pd.DataFrame, what: str, ncols: int, width: float, height: float, title: str | None):
+    """One panel per model of `table`, and the selections (trained / random init) with their colours."""
+    models = sorted(table["model"].unique())
+    if not models:
+        raise ValueError(f"no {what} to draw")
+    selections = list(dict.fromkeys(table["selection"]))
+    fig, axes = _grid(len(models), ncols, width, height, title)
+    return fig, list(zip(axes, models)), selections, {s: _group_colour(s) for s in selections}
+
+
+def _label_panel(ax, model: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(model, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
 def agreement_heatmaps(matrices: dict, title: str | None = None, ncols: int = 3) -> Figure:
     """One annotated heatmap per {panel title: counts (rows: one method's labels, columns: another's)};
     cells are coloured by the share of their row, so each row reads as "where did these go"."""
@@ -60,27 +77,19 @@ def sigma_by_layer(table: pd.DataFrame, title: str | None = None, ncols: int = 3
     optionally stride (layers of stride 2 are marked "/2" under their number)."""
     import seaborn as sns
 
-    models = sorted(table["model"].unique())
-    if not models:
-        raise ValueError("no fitted kernels to draw")
-    selections = list(dict.fromkeys(table["selection"]))
-    palette = {s: _group_colour(s) for s in selections}
-    fig, axes = _grid(len(models), ncols, 5.0, 2.8, title)
-    for ax, model in zip(axes, models):
+    fig, panels, selections, palette = _model_panels(table, "fitted kernels", ncols, 5.0, 2.8, title)
+    for i, (ax, model) in enumerate(panels):
         rows = table[table["model"] == model]
         order = sorted(rows["layer"].unique())
         sns.violinplot(data=rows, x="layer", y="sigma", hue="selection", hue_order=selections, order=order,
                        split=len(selections) == 2, inner="quart", cut=0, density_norm="width", palette=palette,
-                       linewidth=0.6, ax=ax, legend=ax is axes[0])
+                       linewidth=0.6, ax=ax, legend=i == 0)
         if "stride" in rows:
             stride = rows.groupby("layer")["stride"].max()
             ax.set_xticks(range(len(order)), [f"{layer}\n/2" if stride[layer] == 2 else f"{layer}" for layer in order])
-        ax.set_title(model, fontsize=8)
-        ax.set_xlabel("depthwise layer (/2: stride 2)" if "stride" in rows else "depthwise layer", fontsize=7)
-        ax.set_ylabel("σ (px)", fontsize=7)
-        ax.tick_params(labelsize=6)
-    if axes[0].get_legend() is not None:
-        axes[0].legend(fontsize=6, loc="upper left", title=None, frameon=False)
+        _label_panel(ax, model, "depthwise layer (/2: stride 2)" if "stride" in rows else "depthwise layer", "σ (px)")
+    if panels[0][0].get_legend() is not None:
+        panels[0][0].legend(fontsize=6, loc="upper left", title=None, frameon=False)
     return fig
 
 
@@ -89,28 +98,20 @@ def theta_by_layer(table: pd.DataFrame, title: str | None = None, ncols: int = 3
     dotted lines mark the image axes (0°, 90°, 180°, 270°). `table`: model, layer, theta, selection."""
     import seaborn as sns
 
-    models = sorted(table["model"].unique())
-    if not models:
-        raise ValueError("no first derivatives to draw")
-    selections = list(dict.fromkeys(table["selection"]))
-    palette = {s: _group_colour(s) for s in selections}
-    fig, axes = _grid(len(models), ncols, 5.0, 2.8, title)
-    for ax, model in zip(axes, models):
+    fig, panels, selections, palette = _model_panels(table, "first derivatives", ncols, 5.0, 2.8, title)
+    for i, (ax, model) in enumerate(panels):
         rows = table[table["model"] == model]
         order = sorted(rows["layer"].unique())
         sns.stripplot(data=rows, x="layer", y="theta", hue="selection", hue_order=selections, order=order,
-                      dodge=len(selections) == 2, jitter=0.3, size=1.5, alpha=0.5, palette=palette, ax=ax,
-                      legend=ax is axes[0])
+                      dodge=len(selections) == 2, jitter=0.3, size=1.2, palette=palette, ax=ax,
+                      legend=i == 0, rasterized=True)
         for axis in (0, 90, 180, 270, 360):
             ax.axhline(axis, color="black", lw=0.5, ls=":")
         ax.set_ylim(-5, 365)
         ax.set_yticks([0, 90, 180, 270, 360])
-        ax.set_title(model, fontsize=8)
-        ax.set_xlabel("depthwise layer", fontsize=7)
-        ax.set_ylabel("θ (degrees)", fontsize=7)
-        ax.tick_params(labelsize=6)
-    if axes[0].get_legend() is not None:
-        axes[0].legend(fontsize=6, loc="upper left", title=None, frameon=False, markerscale=4)
+        _label_panel(ax, model, "depthwise layer", "θ (degrees)")
+    if panels[0][0].get_legend() is not None:
+        panels[0][0].legend(fontsize=6, loc="upper left", title=None, frameon=False, markerscale=4)
     return fig
 
 
@@ -120,25 +121,18 @@ def axis_distance(table: pd.DataFrame, title: str | None = None, ncols: int = 4,
     `table`: model, axis_distance, selection."""
     import seaborn as sns
 
-    models = sorted(table["model"].unique())
-    if not models:
-        raise ValueError("no first derivatives to draw")
-    selections = list(dict.fromkeys(table["selection"]))
-    palette = {s: _group_colour(s) for s in selections}
-    fig, axes = _grid(len(models), ncols, 3.2, 2.4, title)
-    for ax, model in zip(axes, models):
+    fig, panels, selections, palette = _model_panels(table, "first derivatives", ncols, 3.2, 2.4, title)
+    for i, (ax, model) in enumerate(panels):
         rows = table[table["model"] == model]
         sns.histplot(data=rows, x="axis_distance", hue="selection", hue_order=selections, bins=np.linspace(0, 45, bins + 1),
                      stat="density", common_norm=False, element="step", fill=True, alpha=0.3, palette=palette,
-                     ax=ax, legend=ax is axes[0])
+                     ax=ax, legend=i == 0)
         ax.axhline(1 / 45, color="black", ls="--", lw=0.8)
         counts = rows.groupby("selection").size()
-        ax.set_title(f"{model}\n" + ", ".join(f"{s.split(',')[0]} n={counts.get(s, 0)}" for s in selections), fontsize=7)
-        ax.set_xlabel("angle to nearest axis (degrees)", fontsize=7)
-        ax.set_ylabel("density", fontsize=7)
-        ax.tick_params(labelsize=6)
-    if axes[0].get_legend() is not None:
-        sns.move_legend(axes[0], "upper right", fontsize=6, title=None, frameon=False)
+        label = ", ".join(f"{s.split(',')[0]} n={counts.get(s, 0)}" for s in selections)
+        _label_panel(ax, f"{model}\n{label}", "angle to nearest axis (degrees)", "density")
+    if panels[0][0].get_legend() is not None:
+        sns.move_legend(panels[0][0], "upper right", fontsize=6, title=None, frameon=False)
     return fig
 
 
