@@ -31,7 +31,7 @@ def extract_kernels(source, name: str | None = None, model=None, layout: str | N
     loaded = load_layers(source, model=model, layout=layout)
     try:
         return kernel_table(list(loaded.layers), model=name or loaded.name, weights_tag=loaded.weights_tag,
-                            source=loaded.source)
+                            source=loaded.source, layer_order=loaded.order)
     except NoDepthwiseError as exc:
         where = "" if loaded.source in ("module", "timm") else f"{source}: "
         seen = f". What the reader saw: {'; '.join(loaded.notes)}" if loaded.notes else ""

@@ -56,6 +56,9 @@ def run_extract(args) -> int:
           f"{len(report.failed)} failed -> {report.out_dir}")
     if files:
         print(store.counts(files).to_string())
+    for entry_id, notes in report.notes.items():
+        for note in notes:
+            print(f"note {entry_id}: {note}")
     for entry_id, message in report.failed:
         print(f"FAILED {entry_id}: {message}", file=sys.stderr)
     return EXIT_PARTIAL if report.failed else 0

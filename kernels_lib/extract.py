@@ -28,6 +28,8 @@ class Resolved(NamedTuple):
     model: str
     weights_tag: str
     source: str
+    order: str = "network"      # how the layer order is known (records.LAYER_ORDERS)
+    notes: tuple = ()           # what the reader left out, or could not know
 
 
 def _needs_checkpoint(entry: Entry) -> WeightsUnavailableError:
@@ -39,8 +41,10 @@ def _needs_checkpoint(entry: Entry) -> WeightsUnavailableError:
 
 
 def resolve(entry: Entry) -> Resolved:
-    """Load an entry's model and return its conv layers (network order) with the names of its kernel file."""
+    """Load an entry's model and return its conv layers, how their order is known, the reader's notes and
+    the names of its kernel file."""
     kind, seed, spec = entry.kind, entry.seed, entry.spec
+    order, notes = "network", ()
     if entry.starts_from_timm_init:
         from .sources.module import conv_layers
         from .sources.timm_source import create_timm_model
@@ -60,29 +64,31 @@ def resolve(entry: Entry) -> Resolved:
         from .sources.wheels import wheel_file
 
         if kind == "onnx":
-            from .sources.onnx_source import onnx_layers as read
+            from .sources.onnx_source import read_onnx as read
         else:
-            from .sources.tflite_source import tflite_layers as read
-        layers = read(wheel_file(spec["package"], spec["member"]))
+            from .sources.tflite_source import read_tflite as read
+        reading = read(wheel_file(spec["package"], spec["member"]))
+        layers, order, notes = list(reading.layers), reading.order, reading.notes
     else:
         if not spec.get("path"):
             raise _needs_checkpoint(entry)
         if not Path(spec["path"]).is_file():
             raise WeightsUnavailableError(f"{entry.label}: checkpoint file {spec['path']} does not exist; "
                                           f"give the path of the file with --checkpoint {entry.model}=PATH")
-        from .sources.state_dict import state_dict_layers
+        from .sources.state_dict import read_state_dict
 
         model = None
         if spec.get("arch"):
             from .sources.timm_source import create_timm_model
 
             model = create_timm_model(spec["arch"], pretrained=False)
-        layers = state_dict_layers(spec["path"], model)
+        reading = read_state_dict(spec["path"], model)
+        layers, order, notes = list(reading.layers), reading.order, reading.notes
     if seed is not None and not entry.starts_from_timm_init:
         from .sources.twins import reinit_layers
 
         layers = reinit_layers(layers, seed)
-    return Resolved(layers, entry.model, entry.weights_tag, entry.source)
+    return Resolved(layers, entry.model, entry.weights_tag, entry.source, order, tuple(notes))
 
 
 def _timm_hub_file(name: str) -> list[dict]:
@@ -150,12 +156,14 @@ def _covers(done_sizes, wanted_sizes) -> bool:
 
 @dataclass
 class ExtractReport:
-    """What one `extract` call did: files written, files already there, entries that failed (id, message)."""
+    """What one `extract` call did: files written, files already there, entries that failed (id, message),
+    and what the readers said of the entries written (what they left out; a layer order known only by name)."""
 
     out_dir: Path
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True,
@@ -183,7 +191,7 @@ def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True,
         wanted = None if sizes is None else sorted(set(sizes) | set(done_sizes or []))
         try:
             resolved = resolve(entry)
-            table = kernel_table(resolved.layers, resolved.model, resolved.weights_tag, resolved.source)
+            table = kernel_table(resolved.layers, resolved.model, resolved.weights_tag, resolved.source, resolved.order)
         except KernelsLibError as err:
             if stop_on_error:
                 raise
@@ -197,10 +205,14 @@ def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True,
             "weights_tag": resolved.weights_tag,
             "source": resolved.source,
             "kernel_sizes": wanted,
+            "layer_order": resolved.order,
+            "reader_notes": list(resolved.notes),
             "entry": entry.spec,
             "files": provenance_files(entry),
             "libraries": library_versions(entry),
         }
         write_kernels(table, path, metadata, progress=progress)
         report.extracted.append(entry.id)
+        if resolved.notes:
+            report.notes[entry.id] = list(resolved.notes)
     return report

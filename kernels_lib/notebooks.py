@@ -24,10 +24,10 @@ import numpy as np
 
 from .errors import KernelsLibError, NotebookExecutionError, NotebookNotFoundError, ParametersCellError
 from .fileio import atomic_write_text
-from .paths import BUILD_DIR, FIGURES_DIR, KERNELS_DIR, NOTEBOOK_DIR
+from .paths import BUILD_DIR, CLASSIFICATION_DIR, GALLERY_SET, KERNELS_DIR, NOTEBOOK_DIR, figures_dir
 
 DB_DIR = KERNELS_DIR
-DEFAULT_MODEL_SET = "offline"
+DEFAULT_MODEL_SET = GALLERY_SET
 #: Exit status of the `figures` command when a notebook fails (the command line's convention).
 EXIT_ERROR = 2
 _NUMBERED = re.compile(r"^(\d+)_.*\.ipynb$")
@@ -100,15 +100,18 @@ def list_notebooks(notebook_dir: Path | str = NOTEBOOK_DIR, only: str | None = N
     return found
 
 
-def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | str = FIGURES_DIR,
-                       db_dir: Path | str = DB_DIR) -> dict:
-    """Parameters every notebook may declare; absolute paths so the working directory does not matter."""
-    output_dir = Path(output_dir).resolve()
+def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | str | None = None,
+                       db_dir: Path | str = DB_DIR, classification_dir: Path | str = CLASSIFICATION_DIR) -> dict:
+    """Parameters every notebook may declare; absolute paths so the working directory does not matter.
+    `output_dir` defaults to `paths.figures_dir(model_set)`: figures/ for the gallery set, figures/<set>/
+    for any other."""
+    output_dir = Path(output_dir if output_dir is not None else figures_dir(model_set)).resolve()
     return {
         "model_set": model_set,
         "output_dir": str(output_dir),
         "results_dir": str(output_dir / "results"),
         "db_dir": str(Path(db_dir).resolve()),
+        "classification_dir": str(Path(classification_dir).resolve()),
     }
 
 
@@ -173,7 +176,7 @@ def run_notebook(path: Path | str, parameters: dict, build_dir: Path | str, cwd:
 
 def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
             build_dir: Path | str = BUILD_DIR / "notebooks",
-            notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str = FIGURES_DIR,
+            notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str | None = None,
             db_dir: Path | str = DB_DIR, parameters: dict | None = None,
             progress: bool = True, log=print) -> list[NotebookRun]:
     """Run the numbered notebooks in order with the parameters of `model_set`; stop at the first failure.
@@ -212,7 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notebook-dir", default=str(NOTEBOOK_DIR), help="where the numbered notebooks are")
     parser.add_argument("--build-dir", default=str(BUILD_DIR / "notebooks"),
                         help="where executed copies of the notebooks go (default: build/notebooks)")
-    parser.add_argument("--output-dir", default=str(FIGURES_DIR), help="figures folder (default: figures/)")
+    parser.add_argument("--output-dir", default=None,
+                        help="figures folder (default: figures/ for the offline set, figures/<SET>/ for any other)")
     parser.add_argument("--db-dir", default=str(DB_DIR), help="kernel database folder (default: data/kernels/)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
 

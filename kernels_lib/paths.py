@@ -56,6 +56,17 @@ def results_path(model_set: str, classification_dir: Path | str = CLASSIFICATION
     return Path(classification_dir) / model_set / RESULTS_FILE
 
 
+#: The model set whose figures are the committed gallery in figures/; every other set's go to figures/<set>/.
+GALLERY_SET = "offline"
+
+
+def figures_dir(model_set: str) -> Path:
+    """figures/ for the gallery set, figures/<set>/ for any other (a .yaml path counts by its stem), so
+    a run on another set never overwrites the committed gallery."""
+    name = Path(str(model_set)).stem if str(model_set).endswith((".yaml", ".yml")) else str(model_set)
+    return FIGURES_DIR if name == GALLERY_SET else FIGURES_DIR / file_stem(name)
+
+
 def file_stem(name: str) -> str:
     """A file name from a model name or label: anything but letters, digits, '.', '-' and '_' becomes '_'."""
     return re.sub(r"[^\w.-]+", "_", str(name)).strip("_") or "figure"

@@ -23,7 +23,8 @@ KERNEL_COLUMNS = [
     "source",           # module | timm | state_dict | onnx | tflite | wheel
     "layer",            # index among the model's depthwise layers (0-based, network order)
     "module",           # module / node / tensor name
-    "depth",            # normalised depth: layer / (n_layers - 1), 0 for a single layer
+    "layer_order",      # how `layer` is known: network | file | name (LAYER_ORDERS)
+    "depth",            # normalised depth: layer / (n_layers - 1), 0 for a single layer; NaN if order is "name"
     "channel",          # output channel within the layer
     "kh", "kw",         # kernel height and width
     "dilation",         # dilation (largest over the two axes)
@@ -34,6 +35,14 @@ KERNEL_COLUMNS = [
     "degenerate",       # zero after centring, or NaN/inf: excluded from the clustering
 ]
 
+#: How the order of a model's layers (the `layer` index) is known.
+LAYER_ORDERS = {
+    "network": "the order the network computes them, stored in the file or walked from the model",
+    "file": "the order the file stores the tensors in (for torch.save state dicts the model's "
+            "module registration order, which is network order for nearly every model)",
+    "name": "sorted by name (natural sort): the file keeps no order, so the true depth is unknown",
+}
+
 #: Arrow schema of a kernel file (`kernels_lib.store`); integer widths follow `kernel_table`.
 KERNEL_SCHEMA = pa.schema([
     ("model", pa.string()),
@@ -41,6 +50,7 @@ KERNEL_SCHEMA = pa.schema([
     ("source", pa.string()),
     ("layer", pa.int32()),
     ("module", pa.string()),
+    ("layer_order", pa.string()),
     ("depth", pa.float64()),
     ("channel", pa.int32()),
     ("kh", pa.int16()),
@@ -94,12 +104,16 @@ def depthwise_layers(layers: list[ConvLayer], kernel_sizes=None) -> list[ConvLay
     return out
 
 
-def kernel_table(layers: list[ConvLayer], model: str, weights_tag: str, source: str) -> pd.DataFrame:
+def kernel_table(layers: list[ConvLayer], model: str, weights_tag: str, source: str,
+                 layer_order: str = "network") -> pd.DataFrame:
     """One row per depthwise kernel of `layers` (non-depthwise layers are ignored).
 
     `layer` and `depth` count depthwise layers of every size, so a layer keeps its index
-    whatever kernel sizes are selected later.
+    whatever kernel sizes are selected later. `layer_order` says how that order is known
+    (`LAYER_ORDERS`); when it is only by name, the depth is unknown and left NaN.
     """
+    if layer_order not in LAYER_ORDERS:
+        raise ValueError(f"layer_order must be one of {sorted(LAYER_ORDERS)}, got {layer_order!r}")
     dw = depthwise_layers(layers)
     if not dw:
         raise NoDepthwiseError(
@@ -120,7 +134,8 @@ def kernel_table(layers: list[ConvLayer], model: str, weights_tag: str, source: 
             "source": source,
             "layer": index,
             "module": layer.name,
-            "depth": index / (n - 1) if n > 1 else 0.0,
+            "layer_order": layer_order,
+            "depth": np.nan if layer_order == "name" else (index / (n - 1) if n > 1 else 0.0),
             "channel": np.arange(layer.out_channels),
             "kh": kh,
             "kw": kw,

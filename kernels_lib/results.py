@@ -13,11 +13,14 @@ cluster shares, never a % clustered) — missing, not True.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from . import store
@@ -41,7 +44,7 @@ ARRAY_COLUMNS = [
     "degenerate",        # no direction: excluded from the clustering
 ]
 #: Kernel metadata kept in a database's classification.
-META_COLUMNS = ["model", "weights_tag", "source", "layer", "module", "depth", "channel", "kh", "kw"]
+META_COLUMNS = ["model", "weights_tag", "source", "layer", "module", "layer_order", "depth", "channel", "kh", "kw"]
 #: Columns of a classification result (`classify_kernels`), in order.
 RESULT_COLUMNS = META_COLUMNS + ARRAY_COLUMNS + ["total_activation", "norm"]
 
@@ -186,14 +189,31 @@ def classify_kernels(db, autoencoder_dirs: dict | None = None, thresholds: dict 
                        "clustered": "boolean"})
 
 
-def write_results(results: pd.DataFrame, path) -> Path:
-    """Write a classification atomically (`kernels_lib.fileio`); stale temporaries of killed writers go first."""
+#: Key of the JSON provenance (which autoencoder classified each size, …) in a results file's metadata.
+METADATA_KEY = b"kernels_lib"
+
+
+def write_results(results: pd.DataFrame, path, provenance: dict | None = None) -> Path:
+    """Write a classification atomically (`kernels_lib.fileio`), with `provenance` (e.g. which
+    autoencoder classified each kernel size, `method.Choice.record`) in the file's metadata; stale
+    temporaries of killed writers go first."""
     missing = [c for c in RESULT_COLUMNS if c not in results.columns]
     if missing:
         raise AnalysisError(f"results lack columns {missing}; build them with classify_kernels")
     path = Path(path)
     remove_stale_temp_files(path.parent)
-    return atomic_write(path, lambda tmp: results.to_parquet(tmp, index=False, compression="zstd"))
+    table = pa.Table.from_pandas(results, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(provenance or {}, sort_keys=True).encode()}
+    table = table.replace_schema_metadata(meta)
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def read_provenance(path) -> dict:
+    """The provenance a classification was written with (`write_results`); {} when none was recorded."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"no classification at {path}; run notebook 07")
+    return json.loads((pq.read_schema(path).metadata or {}).get(METADATA_KEY, b"{}"))
 
 
 def read_results(path) -> pd.DataFrame:

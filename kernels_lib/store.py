@@ -124,6 +124,7 @@ def _read_arrow(path_or_dir, columns: list[str], expr) -> pa.Table:
         raise ValueError(f"unknown columns {unknown}; choose from {KERNEL_COLUMNS}")
     tables = []
     for file in kernel_files(path_or_dir):
+        _check_schema(file)
         try:
             tables.append(pq.read_table(file, columns=columns, filters=expr, schema=KERNEL_SCHEMA))
         except (pa.ArrowInvalid, OSError) as err:
@@ -156,6 +157,18 @@ def read_kernel_array(path_or_dir, kernel_size, *, models=None, weights_tags=Non
     table = _read_arrow(path_or_dir, [*columns, "kernel"], expr)
     values = table.column("kernel").combine_chunks().flatten().to_numpy()
     return table.drop_columns(["kernel"]).to_pandas(), values.reshape(len(table), kh, kw)
+
+
+def _check_schema(file: Path) -> None:
+    """A kernel file of another schema (an older kernels_lib) is refused with what to do."""
+    try:
+        names = pq.read_schema(file).names
+    except (pa.ArrowInvalid, OSError) as err:
+        raise _corrupt(file, err) from err
+    if names != KERNEL_COLUMNS:
+        missing = [c for c in KERNEL_COLUMNS if c not in names]
+        raise CorruptFileError(f"{file} was written by another version of kernels_lib (columns {names}; missing "
+                               f"{missing}); extract it again — `python -m kernels_lib extract` redoes such files")
 
 
 def _corrupt(file: Path, err: Exception) -> Exception:
@@ -206,10 +219,15 @@ def counts_summary(path_or_dir, **filters) -> dict:
 
 
 def file_kernel_sizes(path: Path):
-    """(True, sizes) if `path` is a finished kernel file (sizes None = every size was kept), else (False, None)."""
+    """(True, sizes) if `path` is a finished kernel file of this schema (sizes None = every size was
+    kept), else (False, None): a missing file, an unreadable one or one written with an older schema
+    is extracted again."""
     try:
-        meta = pq.read_schema(path).metadata or {}
+        schema = pq.read_schema(path)
     except (FileNotFoundError, pa.ArrowInvalid, OSError):
         return False, None
+    if schema.names != KERNEL_COLUMNS:
+        return False, None
+    meta = schema.metadata or {}
     record = json.loads(meta.get(METADATA_KEY, b"{}"))
     return True, record.get("kernel_sizes")

@@ -60,15 +60,18 @@ def _paper_columns(frame: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(paper_pct=pct, paper_row=row, paper_related=related)
 
 
-def clustered_fraction(results: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+def clustered_fraction(results: pd.DataFrame, paper: pd.DataFrame | None = None,
+                       classified_by: dict | None = None) -> pd.DataFrame:
     """Tables 1/3/4: per model, weights and kernel size, the % of kernels clustered by the autoencoder.
 
     clustered_pct = clustered / (kernels − degenerate) · 100, NaN (undefined) for a model with no
     usable kernel; degenerate kernels are counted in their own column. `paper` (default:
     `paper_numbers()`) adds the paper's % where the same weights are in the paper (paper_pct,
     paper_row) and, for other weights of the same architecture, the paper's rows as text
-    (paper_related). k-means rows (3×3) are not counted: k-means assigns every kernel, so its
-    "% clustered" would be 100 % by construction (see `model_proportions(..., clustering="kmeans")`).
+    (paper_related). `classified_by` ({kernel size: words}, e.g. `method.Choice.what`) adds an
+    `autoencoder` column saying which autoencoder classified each row. k-means rows (3×3) are not
+    counted: k-means assigns every kernel, so its "% clustered" would be 100 % by construction (see
+    `model_proportions(..., clustering="kmeans")`).
     """
     sub = results[results["clustering"] == AUTOENCODER]
     if sub.empty:
@@ -86,6 +89,8 @@ def clustered_fraction(results: pd.DataFrame, paper: pd.DataFrame | None = None)
     table["random_init"] = random_init_mask(table["weights_tag"])
     table["threshold"] = g["threshold"].first().to_numpy(dtype=float)
     table = _paper_columns(table, paper_numbers() if paper is None else paper)
+    if classified_by:
+        table["autoencoder"] = table["kh"].map({int(k): v for k, v in classified_by.items()})
     return table.astype({"n_kernels": "int64", "n_degenerate": "int64", "n_clustered": "int64"})
 
 
@@ -130,7 +135,26 @@ def layer_proportions(results: pd.DataFrame, model: str, weights_tag: str | None
     if sub.empty:
         raise AnalysisError(f"no {clustering} rows for model {model!r} (weights {weights_tag}, size {kernel_size}); "
                             f"models present: {sorted(results['model'].unique())}")
-    return _shares(sub["layer"], sub[class_col])
+    return _shares(_layer_keys(sub), sub[class_col])
+
+
+def _by_name(rows: pd.DataFrame) -> bool:
+    return "layer_order" in rows and bool((rows["layer_order"] == "name").any())
+
+
+def _layer_keys(rows: pd.DataFrame) -> pd.Series:
+    """The depthwise layer index, or — where the file keeps no order — the layer's name, in name order."""
+    if not _by_name(rows):
+        return rows["layer"]
+    names = rows.drop_duplicates("layer").sort_values("layer")["module"].tolist()
+    return pd.Series(pd.Categorical(rows["module"], categories=names, ordered=True), index=rows.index, name="layer")
+
+
+def layer_axis_label(rows: pd.DataFrame) -> str:
+    """The x axis of a per-layer figure: a layer index, or names when the true depth cannot be known."""
+    if _by_name(rows):
+        return "depthwise layer, by name (the file keeps no layer order: the true depth is unknown)"
+    return "depthwise layer (index among all depthwise layers of the network)"
 
 
 def model_proportions(results: pd.DataFrame, kernel_size: int | None = None, class_col: str = "merged",

@@ -29,7 +29,8 @@ def run_notebook(name, tmp_path, db_dir=None, **parameters):
     """Run notebook `name` (part of its file name) under papermill on the smoke set with `parameters`;
     return (the JSON it recorded, its output folder)."""
     out = tmp_path / "figures"
-    params = {**notebooks.default_parameters("smoke", out, db_dir or tmp_path / "db"), **parameters}
+    params = {**notebooks.default_parameters("smoke", out, db_dir or tmp_path / "db", tmp_path / "classification"),
+              **parameters}
     [path] = notebooks.list_notebooks(only=name)
     notebooks.run_notebook(path, params, tmp_path / "build", progress=False)
     return json.loads((out / "results" / f"{path.stem}.json").read_text()), out

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import AxesImage
 
-from kernels_lib import dog, paths, plots, results, selection, spectrum, store, tables, vocab
+from kernels_lib import dog, method, paths, plots, results, selection, spectrum, store, tables, vocab
 from kernels_lib.autoencoder import train
 
 from conftest import assert_png as _png
@@ -30,7 +30,9 @@ def classification(smoke_db, tmp_path_factory):
         dirs[k] = ae.save(root / "ae" / f"{k}x{k}")
         spectrum.label_spectrum(dirs[k], n=2000, ae=ae)
     table = results.classify_kernels(smoke_db / "smoke", dirs, thresholds=LOOSE, progress=False)
-    results.write_results(table, root / "smoke" / paths.RESULTS_FILE)
+    choices = method.choose(root / "ae", (5, 7))       # as notebook 07 records them
+    results.write_results(table, root / "smoke" / paths.RESULTS_FILE,
+                          {"autoencoders": {str(k): c.record() for k, c in choices.items()}})
     return root, table
 
 

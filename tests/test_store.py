@@ -200,6 +200,42 @@ def test_kernel_size_selection_and_widening(tmp_path):
     assert store.read_provenance(tmp_path).loc[0, "kernel_sizes"] == [3, 5]
 
 
+def test_a_file_of_an_older_schema_is_refused_and_extracted_again(tmp_path):
+    model_set = zoo.load_model_set(_write_set(tmp_path / "s.yaml", [_ONNX]))
+    extract.extract(model_set, tmp_path / "db", progress=False)
+    [path] = (tmp_path / "db").glob("*.parquet")
+    current = path.read_bytes()
+    old = pq.read_table(path).drop_columns(["layer_order"])        # as kernels_lib wrote it before layer_order
+    pq.write_table(old.replace_schema_metadata(pq.read_schema(path).metadata), path)
+    with pytest.raises(CorruptFileError, match=r"another version of kernels_lib.*layer_order.*extract it again"):
+        store.read_kernels(tmp_path / "db")
+    report = extract.extract(model_set, tmp_path / "db", progress=False)
+    assert report.extracted and path.read_bytes() == current
+
+
+def test_a_file_that_keeps_no_layer_order_says_so(tmp_path):
+    """A safetensors state dict read without its model: layers sorted by name, depth unknown, the
+    per-layer figures' axis named by layer name."""
+    from safetensors.numpy import save_file
+
+    from kernels_lib import tables
+
+    rng = np.random.default_rng(0)
+    save_file({f"block_{i}.dw.weight": rng.normal(size=(4, 1, 3, 3)).astype(np.float32) for i in (10, 2, 1)},
+              str(tmp_path / "net.safetensors"))
+    model_set = zoo.load_model_set(_write_set(tmp_path / "s.yaml", [
+        f"{{kind: state_dict, model: net, path: {tmp_path / 'net.safetensors'}}}"]))
+    report = extract.extract(model_set, tmp_path / "db", progress=False)
+    assert not report.failed and any("unknown" in note for note in report.notes["net.net.safetensors"])
+    table = store.read_kernels(tmp_path / "db")
+    assert (table["layer_order"] == "name").all() and table["depth"].isna().all()
+    assert table.drop_duplicates("layer")["module"].tolist() == ["block_1.dw", "block_2.dw", "block_10.dw"]
+    assert "name" in store.read_provenance(tmp_path / "db").loc[0, "layer_order"]
+    rows = table.assign(merged="on", clustering="autoencoder")
+    assert tables.layer_proportions(rows, "net").index.tolist() == ["block_1.dw", "block_2.dw", "block_10.dw"]
+    assert "true depth is unknown" in tables.layer_axis_label(rows)
+
+
 @pytest.fixture(scope="module")
 def smoke_db(tmp_path_factory):
     """The smoke set extracted in one uninterrupted in-process run."""

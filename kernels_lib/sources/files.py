@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CorruptFileError, MissingFileError
+from ..records import LAYER_ORDERS as ORDERS  # noqa: F401  (the readers name their order from it)
 from ..records import ConvLayer
 
 #: Magic bytes → (format, suffixes that hold it), for "this file looks like ..." hints.
@@ -72,15 +73,6 @@ def check_declared(path: Path, what: str, declared: int, available: int) -> None
 def natural_key(name: str):
     """Sort key that puts "block_2" before "block_10" (digits compare as numbers)."""
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
-
-
-#: How a reader knows its layers' order (`LoadedLayers.order`).
-ORDERS = {
-    "network": "the order the network computes them, stored in the file or walked from the model",
-    "file": "the order the file stores the tensors in (for torch.save state dicts the model's "
-            "module registration order, which is network order for nearly every model)",
-    "name": "sorted by name (natural sort): the file keeps no order, so the true depth is unknown",
-}
 
 
 @dataclass(frozen=True)
