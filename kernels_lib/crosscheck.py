@@ -17,12 +17,16 @@ DoG-family kernels per model, for trained kernels and their random-init twins al
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from . import fit as fitting
+from . import method
 from .errors import AnalysisError
 from .kmeans import kmeans_baseline
+from .paths import CLASSIFICATION_DIR, REFERENCE_AUTOENCODERS
 from .preprocess import degenerate_mask
 from .results import classify_kernels, kernels_of_size
 from .selection import kernels_of as selection_kernels
@@ -94,6 +98,24 @@ def agreement_summary(labels: pd.DataFrame, methods=METHODS, by=("kernel_size", 
 def group_of(weights_tags) -> np.ndarray:
     """"trained" or "random init" of each weights tag."""
     return np.where(random_init_mask(weights_tags), RANDOM_INIT, TRAINED)
+
+
+#: Which autoencoders label the kernels: the shipped reference ones, or those notebook 07 classifies with
+#: (the set's own where notebook 05 trained one, `kernels_lib.method`).
+AUTOENCODER_CHOICES = ("reference", "pipeline")
+
+
+def autoencoder_choices(which: str, model_set: str, kernel_sizes=(5, 7), reference_dir=None,
+                        classification_dir=CLASSIFICATION_DIR) -> dict:
+    """{k: `method.Choice`} of the autoencoders whose labels are compared: `which` is "reference" (the
+    reference autoencoders in `reference_dir`, default data/autoencoders) or "pipeline" (the set's
+    own autoencoder of a size where notebook 05 trained one, else the reference, as notebook 07)."""
+    if which not in AUTOENCODER_CHOICES:
+        raise AnalysisError(f"autoencoders must be one of {AUTOENCODER_CHOICES}, got {which!r}")
+    references = REFERENCE_AUTOENCODERS if reference_dir is None else \
+        {int(k): Path(reference_dir) / f"{k}x{k}" for k in kernel_sizes}
+    own = method.autoencoders_dir(model_set, classification_dir) if which == "pipeline" else None
+    return method.choose(own, kernel_sizes, references)
 
 
 def label_table(db, fit_table: pd.DataFrame, kernel_sizes=(5, 7), autoencoder_dirs: dict | None = None,
