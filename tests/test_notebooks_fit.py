@@ -28,6 +28,7 @@ def _kappa_from_matrix(matrix: dict) -> float:
 def test_16_fit_family_records_agreement_and_scale_beside_the_twins(tmp_path, smoke_db):
     result, out = run_notebook("16_fit_family", tmp_path, smoke_db)
     assert result["thresholds"] == {"5x5": 0.2, "7x7": 0.3}                      # the paper's, for all methods
+    assert {k: a["kind"] for k, a in result["autoencoders"].items()} == {"5x5": "reference", "7x7": "reference"}
     assert result["n_kernels"] == {"5x5": {"trained": 800}, "7x7": {"random init": 1840}}
     assert result["n_fitted"] == 800 + 1840
 
