@@ -27,12 +27,24 @@ def _pair(form: str):
     return parse
 
 
+def _add_cluster(parser, what: str, needs: str) -> None:
+    """--workers N | --scheduler ADDRESS: where a command's tasks run (`kernels_lib.cluster`)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help=f"{what} on a local Dask cluster of N worker processes (default: in this process)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"{what} on a running Dask cluster, e.g. tcp://host:8786 (started with `dask scheduler` "
+                            f"and `dask worker ADDRESS`; the workers need kernels_lib and {needs})")
+
+
 def add_extract(sub) -> None:
     p = sub.add_parser("extract", help="extract the depthwise kernels of a model set into a Parquet database",
                        description="Extract every model of a set into one Parquet file each (resumable: "
-                                   "finished files are kept and skipped on a rerun).")
+                                   "finished files are kept and skipped on a rerun). With --workers or "
+                                   "--scheduler the models load in parallel on a Dask cluster and this "
+                                   "process writes the files, the same bytes as a serial run.")
     p.add_argument("--models", required=True, metavar="SET",
-                   help="model set: a name from data/models (offline, paper, smoke) or a .yaml path")
+                   help="model set: a name from data/models (offline, paper, smoke, timm-all) or a .yaml path")
     p.add_argument("--out", type=Path, metavar="DIR", help="output directory (default data/kernels/<SET>)")
     p.add_argument("--kernel-sizes", type=int, nargs="+", metavar="K",
                    help="keep only k×k kernels of these sizes (default: every depthwise kernel)")
@@ -40,6 +52,8 @@ def add_extract(sub) -> None:
     p.add_argument("--checkpoint", type=_pair("MODEL=PATH"), action="append", default=[], metavar="MODEL=PATH",
                    help="checkpoint file for a state_dict entry of the set (repeatable)")
     p.add_argument("--stop-on-error", action="store_true", help="stop at the first model that fails")
+    _add_cluster(p, "load the models, one per task,", "the weights: hub access or the same cache, "
+                 "checkpoints at the same paths")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_extract)
 
@@ -49,7 +63,8 @@ def run_extract(args) -> int:
 
     model_set = zoo.load_model_set(args.models, seed=args.seed, checkpoints=dict(args.checkpoint))
     report = extract.extract(model_set, args.out, kernel_sizes=args.kernel_sizes,
-                             progress=not args.no_progress, stop_on_error=args.stop_on_error)
+                             progress=not args.no_progress, stop_on_error=args.stop_on_error,
+                             workers=args.workers, scheduler=args.scheduler)
     files = [report.out_dir / store.kernel_file_name(e.model, e.weights_tag) for e in model_set.entries]
     files = [f for f in files if f.is_file()]
     print(f"{model_set.name}: {len(report.extracted)} extracted, {len(report.skipped)} already done, "
@@ -208,6 +223,7 @@ def add_classify(sub) -> None:
     p.add_argument("--method", choices=["fast", "reference"], default="fast")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="results Parquet (default data/results/<SET>/classification.parquet)")
+    _add_cluster(p, "classify one kernel file per task", "the database and autoencoders at the same paths")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_classify)
 
@@ -218,7 +234,8 @@ def run_classify(args) -> int:
     autoencoders = {**paths.REFERENCE_AUTOENCODERS, **{int(k): Path(d) for k, d in args.autoencoder}}
     thresholds = {int(k): float(t) for k, t in args.threshold} or None
     classified = results.classify_kernels(_database(args), autoencoder_dirs=autoencoders, thresholds=thresholds,
-                                          method=args.method, progress=not args.no_progress)
+                                          method=args.method, progress=not args.no_progress,
+                                          workers=args.workers, scheduler=args.scheduler)
     out = args.out or paths.results_path(args.models or Path(args.db).stem)
     results.write_results(classified, out)
     methods = set(classified["clustering"])

@@ -82,3 +82,11 @@ class UnsafeFileError(KernelsLibError, ValueError):
 
 class UnsupportedFormatError(KernelsLibError, ValueError):
     """A file whose suffix no reader is registered for; the message lists the known suffixes."""
+
+
+class ClusterError(KernelsLibError, RuntimeError):
+    """A Dask cluster that cannot be started or reached, or a worker that died; the message says what to do."""
+
+
+class SiteError(KernelsLibError, ValueError):
+    """The static HTML site cannot be built (no executed notebook, an unreadable one, a missing asset)."""

@@ -4,22 +4,26 @@
 an ONNX/TFLite file, a user checkpoint, or a seeded random-init twin); `extract` runs every
 entry of a set into one Parquet file each (`kernels_lib.store`), with the provenance (sha256 of
 the weights file, library versions, the entry itself) in the file's metadata. Extraction is
-resumable: a finished file is the record that its entry is done.
+resumable: a finished file is the record that its entry is done. It runs in this process or,
+one entry per task, on a Dask cluster (`kernels_lib.cluster`); the files are the same bytes.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from . import __version__
+from .cluster import dask_client, map_tasks, wants_cluster
 from .errors import KernelsLibError, WeightsUnavailableError
 from .fileio import remove_stale_temp_files, sha256_file
 from .paths import kernel_db_dir
 from .records import ConvLayer, kernel_table
-from .store import file_kernel_sizes, kernel_file_name, write_kernels
+from .store import file_kernel_sizes, kernel_file_name, to_arrow, write_arrow
 from .zoo import Entry
 
 
@@ -157,7 +161,8 @@ def _covers(done_sizes, wanted_sizes) -> bool:
 @dataclass
 class ExtractReport:
     """What one `extract` call did: files written, files already there, entries that failed (id, message),
-    and what the readers said of the entries written (what they left out; a layer order known only by name)."""
+    each in the order of the model set, and what the readers said of the entries written (what they left
+    out; a layer order known only by name)."""
 
     out_dir: Path
     extracted: list[str] = field(default_factory=list)
@@ -166,53 +171,91 @@ class ExtractReport:
     notes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True,
-            stop_on_error: bool = False) -> ExtractReport:
+class Built(NamedTuple):
+    table: pa.Table             # the kernel file's rows and provenance metadata
+    notes: tuple                # what the reader left out, or could not know
+
+
+def build_entry(entry: Entry, kernel_sizes=None) -> Built | KernelsLibError:
+    """One entry's kernel file as an Arrow table with its provenance metadata, and the reader's notes, or
+    the kernels_lib error that stopped it; nothing is written. Runs here or on a Dask worker alike
+    (`kernel_sizes`: None keeps every size), so a file's bytes do not depend on where it was built."""
+    try:
+        resolved = resolve(entry)
+        table = kernel_table(resolved.layers, resolved.model, resolved.weights_tag, resolved.source, resolved.order)
+    except KernelsLibError as err:
+        return err
+    if kernel_sizes is not None:
+        table = table[(table.kh == table.kw) & table.kh.isin(kernel_sizes)].reset_index(drop=True)
+    metadata = {
+        "kernels_lib_version": __version__,
+        "model": resolved.model,
+        "weights_tag": resolved.weights_tag,
+        "source": resolved.source,
+        "kernel_sizes": kernel_sizes,
+        "layer_order": resolved.order,
+        "reader_notes": list(resolved.notes),
+        "entry": entry.spec,
+        "files": provenance_files(entry),
+        "libraries": library_versions(entry),
+    }
+    return Built(to_arrow(table, metadata), tuple(resolved.notes))
+
+
+def _build_task(item) -> Built | KernelsLibError:
+    return build_entry(*item)
+
+
+def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True, stop_on_error: bool = False,
+            workers: int | None = None, scheduler=None) -> ExtractReport:
     """Extract every entry of a `zoo.ModelSet` into one Parquet file each; resumable.
 
     An entry whose file exists (covering the requested kernel sizes) is skipped, so a rerun
     after an interruption extracts only the rest. kernel_sizes (ints, k×k): keep only those
     sizes; None keeps every depthwise kernel. An entry that fails with a kernels_lib error is
     reported and the others go on (stop_on_error=True raises it instead).
+
+    workers=N builds the entries on a local Dask cluster of N processes; scheduler (an address
+    such as "tcp://host:8786", or a `distributed.Client`) on a running cluster
+    (`kernels_lib.cluster`). Either way this process writes the files, byte for byte as a serial run.
     """
     out_dir = Path(out_dir) if out_dir is not None else kernel_db_dir(model_set.name)
+    parallel = wants_cluster(workers, scheduler)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out_dir)
     sizes = _sizes_key(kernel_sizes)
     report = ExtractReport(out_dir)
-    bar = tqdm(model_set.entries, desc=f"extract {model_set.name}", unit="model", disable=not progress)
-    for entry in bar:
-        bar.set_postfix_str(entry.id)
+    todo = []                     # (entry, its file, the sizes it gets)
+    for entry in model_set.entries:
         path = out_dir / kernel_file_name(entry.model, entry.weights_tag)
         done, done_sizes = file_kernel_sizes(path)
         if done and _covers(done_sizes, sizes):
             report.skipped.append(entry.id)
-            continue
-        wanted = None if sizes is None else sorted(set(sizes) | set(done_sizes or []))
-        try:
-            resolved = resolve(entry)
-            table = kernel_table(resolved.layers, resolved.model, resolved.weights_tag, resolved.source, resolved.order)
-        except KernelsLibError as err:
-            if stop_on_error:
-                raise
-            report.failed.append((entry.id, str(err)))
-            continue
-        if wanted is not None:
-            table = table[(table.kh == table.kw) & table.kh.isin(wanted)].reset_index(drop=True)
-        metadata = {
-            "kernels_lib_version": __version__,
-            "model": resolved.model,
-            "weights_tag": resolved.weights_tag,
-            "source": resolved.source,
-            "kernel_sizes": wanted,
-            "layer_order": resolved.order,
-            "reader_notes": list(resolved.notes),
-            "entry": entry.spec,
-            "files": provenance_files(entry),
-            "libraries": library_versions(entry),
-        }
-        write_kernels(table, path, metadata, progress=progress)
-        report.extracted.append(entry.id)
-        if resolved.notes:
-            report.notes[entry.id] = list(resolved.notes)
+        else:
+            todo.append((entry, path, None if sizes is None else sorted(set(sizes) | set(done_sizes or []))))
+    items = [(entry, wanted) for entry, _, wanted in todo]
+    with contextlib.ExitStack() as stack:
+        if parallel:
+            client = stack.enter_context(dask_client(workers, scheduler))
+            outcomes = stack.enter_context(contextlib.closing(map_tasks(client, _build_task, items)))
+        else:
+            outcomes = ((index, _build_task(item)) for index, item in enumerate(items))
+        bar = stack.enter_context(tqdm(total=len(todo), desc=f"extract {model_set.name}", unit="model",
+                                       disable=not progress))
+        for index, outcome in outcomes:
+            entry, path, _ = todo[index]
+            bar.set_postfix_str(entry.id)
+            if isinstance(outcome, KernelsLibError):
+                if stop_on_error:
+                    raise outcome
+                report.failed.append((entry.id, str(outcome)))
+            else:
+                write_arrow(outcome.table, path, progress=progress)
+                report.extracted.append(entry.id)
+                if outcome.notes:
+                    report.notes[entry.id] = list(outcome.notes)
+            bar.update()
+    order = {entry.id: index for index, entry in enumerate(model_set.entries)}
+    report.extracted.sort(key=order.__getitem__)
+    report.failed.sort(key=lambda failure: order[failure[0]])
     return report

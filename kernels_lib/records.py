@@ -87,12 +87,13 @@ class ConvLayer:
     @property
     def is_depthwise(self) -> bool:
         """groups == in_channels > 1 and out_channels a multiple of it (channel multiplier)."""
-        return (
-            self.groups > 1
-            and self.groups == self.in_channels
-            and self.weight.shape[1] == 1
-            and self.out_channels % self.in_channels == 0
-        )
+        return is_depthwise_conv(self.groups, self.in_channels, self.weight.shape)
+
+
+def is_depthwise_conv(groups: int, in_channels: int, weight_shape) -> bool:
+    """The definition of a depthwise conv from its shape alone (weights [out, in/groups, kh, kw]):
+    groups == in_channels > 1 and out_channels a multiple of it (channel multiplier)."""
+    return groups > 1 and groups == in_channels and weight_shape[1] == 1 and weight_shape[0] % in_channels == 0
 
 
 def depthwise_layers(layers: list[ConvLayer], kernel_sizes=None) -> list[ConvLayer]:

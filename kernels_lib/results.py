@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from . import store
 from .classify import _with_missing, autoencoder_classifier
-from .errors import AnalysisError
+from .cluster import dask_client, map_tasks, wants_cluster
+from .errors import AnalysisError, KernelsLibError
 from .fileio import atomic_write, remove_stale_temp_files
 from .kmeans import KMeansFit, kmeans_3x3, minmax_encode
 from .paths import REFERENCE_AUTOENCODERS
@@ -153,7 +154,8 @@ def kmeans_table(per_model: dict) -> pd.DataFrame:
 
 def classify_kernels(db, autoencoder_dirs: dict | None = None, thresholds: dict | None = None,
                      method: str = "fast", kmeans_clusters: int | None = 10, seed: int = 0,
-                     models=None, weights_tags=None, progress: bool = True) -> pd.DataFrame:
+                     models=None, weights_tags=None, progress: bool = True,
+                     workers: int | None = None, scheduler=None) -> pd.DataFrame:
     """Classify every kernel of a kernel table, Parquet file or database directory.
 
     autoencoder_dirs: {kernel size: autoencoder directory} (default: the reference ones);
@@ -162,12 +164,50 @@ def classify_kernels(db, autoencoder_dirs: dict | None = None, thresholds: dict 
     of the 3×3 k-means, run per model and weights (None leaves 3×3 kernels out). Kernels of
     other sizes are left out. Returns one row per kernel with `RESULT_COLUMNS`, sorted by model,
     weights tag, layer and channel.
+
+    workers=N (a local Dask cluster of N processes) or scheduler (an address or a
+    `distributed.Client`, see `kernels_lib.cluster`) classify a database path one kernel file
+    per task: the same rows as in this process, since every kernel is classified on its own
+    and the k-means runs per model, and a model never spans two files.
     """
     autoencoder_dirs = dict(REFERENCE_AUTOENCODERS if autoencoder_dirs is None else autoencoder_dirs)
     thresholds = {**PAPER_THRESHOLDS, **(thresholds or {})}
     if method not in ("fast", "reference"):
         raise AnalysisError(f"method must be 'fast' or 'reference', got {method!r}")
-    sizes = sorted(int(k) for k in autoencoder_dirs) + ([3] if kmeans_clusters else [])
+    sizes = _kernel_sizes(autoencoder_dirs, kmeans_clusters)
+    options = (autoencoder_dirs, thresholds, method, kmeans_clusters, seed, models, weights_tags)
+    if not wants_cluster(workers, scheduler):
+        parts = _classify_parts(db, *options, progress=progress)
+    elif isinstance(db, pd.DataFrame):
+        raise AnalysisError("a Dask cluster classifies a kernel database one file per task: give the path of "
+                            "the database (store.write_kernels writes a table), or leave workers/scheduler out")
+    else:
+        files = store.kernel_files(db)
+        parts = [None] * len(files)
+        with dask_client(workers, scheduler) as client:
+            for index, part in tqdm(map_tasks(client, _classify_file, files, options), total=len(files),
+                                    desc="classify files", unit="file", disable=not progress):
+                if isinstance(part, KernelsLibError):
+                    raise part
+                parts[index] = part
+        parts = [part for part in parts if part is not None]
+    if not parts:
+        raise AnalysisError(f"no {', '.join(f'{k}×{k}' for k in sizes)} kernels in the database "
+                            f"(models={models}, weights_tags={weights_tags})")
+    out = pd.concat(parts, ignore_index=True)[RESULT_COLUMNS]
+    out = out.sort_values(["model", "weights_tag", "layer", "channel"], kind="stable").reset_index(drop=True)
+    return out.astype({"layer": "int32", "channel": "int32", "kh": "int16", "kw": "int16", "prototype": "int64",
+                       "clustered": "boolean"})
+
+
+def _kernel_sizes(autoencoder_dirs, kmeans_clusters) -> list[int]:
+    return sorted(int(k) for k in autoencoder_dirs) + ([3] if kmeans_clusters else [])
+
+
+def _classify_parts(db, autoencoder_dirs, thresholds, method, kmeans_clusters, seed, models, weights_tags,
+                    progress: bool = False) -> list[pd.DataFrame]:
+    """The result rows of each kernel size of `db` (none if it holds no kernel of the sizes asked)."""
+    sizes = _kernel_sizes(autoencoder_dirs, kmeans_clusters)
     parts = []
     for k in tqdm(sizes, desc="classify sizes", disable=not progress):
         if k == 3:
@@ -180,13 +220,16 @@ def classify_kernels(db, autoencoder_dirs: dict | None = None, thresholds: dict 
             continue
         rows = classify_array(kernels, autoencoder_dirs[k], thresholds.get(k), search=method, progress=progress)
         parts.append(pd.concat([meta[META_COLUMNS], rows, meta[["total_activation", "norm"]]], axis=1))
-    if not parts:
-        raise AnalysisError(f"no {', '.join(f'{k}×{k}' for k in sizes)} kernels in the database "
-                            f"(models={models}, weights_tags={weights_tags})")
-    out = pd.concat(parts, ignore_index=True)[RESULT_COLUMNS]
-    out = out.sort_values(["model", "weights_tag", "layer", "channel"], kind="stable").reset_index(drop=True)
-    return out.astype({"layer": "int32", "channel": "int32", "kh": "int16", "kw": "int16", "prototype": "int64",
-                       "clustered": "boolean"})
+    return parts
+
+
+def _classify_file(file, options) -> pd.DataFrame | None | KernelsLibError:
+    """One Dask task: the result rows of one kernel file (None if it holds none), or the error that stopped it."""
+    try:
+        parts = _classify_parts(file, *options)
+    except KernelsLibError as err:
+        return err
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 #: Key of the JSON provenance (which autoencoder classified each size, …) in a results file's metadata.

@@ -63,7 +63,12 @@ def write_kernels(table: pd.DataFrame, path, metadata: dict | None = None, progr
     A killed writer may leave its hidden ``.<name>.<pid>.*.tmp`` behind, never a partial `path`;
     `fileio.remove_stale_temp_files` clears those.
     """
-    arrow = to_arrow(table, metadata)
+    return write_arrow(to_arrow(table, metadata), path, progress=progress)
+
+
+def write_arrow(arrow: pa.Table, path, progress: bool = False) -> Path:
+    """`write_kernels` for a table already converted by `to_arrow` (e.g. built on a Dask worker):
+    the same bytes for the same table, wherever it was built."""
     layer = arrow.column("layer").to_numpy()
     starts = np.flatnonzero(np.r_[True, layer[1:] != layer[:-1]]) if len(layer) else []
     bounds = list(zip(starts, list(starts[1:]) + [len(layer)]))

@@ -188,7 +188,7 @@ def unknown_class_message(name, where: str = "") -> str:
     angle = _oriented_error(name) if isinstance(name, str) else None
     if angle:
         return prefix + angle
-    close = difflib.get_close_matches(str(name), _known(), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(str(name), list(dict.fromkeys(_known())), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return (f"{prefix}unknown class {name!r}; {hint}known classes: {', '.join(dict.fromkeys(_known()))}, "
             "and derivatives at any angle such as 'on-d1@30', 'off-d2@105', 'on-saddle@20'")

@@ -16,12 +16,16 @@ Every entry may also carry ``seed``: the entry then stands for its seeded random
 the untrained control (timm/wheel: the architecture's own timm initialisation, without a tag;
 onnx/tflite/state_dict without arch: PyTorch's default Conv2d init of each layer, see
 `sources.twins`). ``label``, ``note`` and ``paper`` (rows of the paper's tables:
-``{table, row, clustered_pct}``) are descriptive. A state_dict entry without ``path`` needs a
-user checkpoint: pass it as ``checkpoints={model: path}`` (CLI: ``--checkpoint MODEL=PATH``).
+``{table, row, clustered_pct}``) are descriptive. ``depthwise_kernels`` (``{7x7: 6624, ...}``)
+records the depthwise kernels per size counted from the architecture alone (`kernels_lib.census`;
+the tests check the recorded counts against the installed timm). A state_dict entry without
+``path`` needs a user checkpoint: pass it as ``checkpoints={model: path}`` (CLI:
+``--checkpoint MODEL=PATH``). A generated set says how in a top-level ``generated`` mapping.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +35,7 @@ from .errors import ModelSetError
 from .paths import MODELS_DIR
 from .vocab import twin_tag
 
-_COMMON = {"kind", "label", "note", "paper", "seed"}
+_COMMON = {"kind", "label", "note", "paper", "seed", "depthwise_kernels"}
 KINDS: dict[str, tuple[set[str], set[str]]] = {   # kind -> (required keys, optional keys)
     "timm": ({"name"}, set()),
     "wheel": ({"key"}, set()),
@@ -40,7 +44,8 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {   # kind -> (required keys, opti
     "state_dict": ({"model"}, {"path", "arch", "tag", "how"}),
 }
 _PAPER_KEYS = {"table", "row", "clustered_pct"}
-_TOP_KEYS = {"description", "models"}
+_TOP_KEYS = {"description", "models", "generated"}
+_SIZE_KEY = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class ModelSet:
     path: Path
     description: str
     entries: list[Entry] = field(default_factory=list)
+    generated: dict = field(default_factory=dict)   # how a generated set was made (script, library versions)
 
     def table(self):
         """The entries as a DataFrame: what each is, whether it is an untrained twin, the paper's rows."""
@@ -139,7 +145,11 @@ def load_model_set(name, seed: int | None = None, checkpoints: dict | None = Non
     if unused:
         raise ModelSetError(f"{path}: --checkpoint given for {sorted(unused)}, which no state_dict entry of "
                             f"this set names; state_dict models: {sorted(e.model for e in entries if e.kind == 'state_dict')}")
-    return ModelSet(name=path.stem, path=path, description=str(doc.get("description", "")), entries=entries)
+    generated = doc.get("generated") or {}
+    if not isinstance(generated, dict):
+        raise ModelSetError(f"{path}: 'generated' must be a mapping (e.g. {{by: script, timm: version}}), got {generated!r}")
+    return ModelSet(name=path.stem, path=path, description=str(doc.get("description", "")), entries=entries,
+                    generated=generated)
 
 
 def _entry(raw, where: str, seed_override, checkpoints) -> Entry:
@@ -169,8 +179,23 @@ def _entry(raw, where: str, seed_override, checkpoints) -> Entry:
     if kind == "state_dict" and spec["model"] in checkpoints:
         spec["path"] = str(checkpoints[spec["model"]])
     paper = _paper_rows(spec.get("paper"), where)
+    _kernel_counts(spec.get("depthwise_kernels"), where)
     model, tag, source = _naming(kind, spec, where)
     return Entry(kind=kind, spec=spec, model=model, weights_tag=tag, source=source, paper=paper)
+
+
+def _kernel_counts(counts, where) -> None:
+    """`depthwise_kernels`: {"KxK": count} counted from the architecture (`kernels_lib.census`)."""
+    if counts is None:
+        return
+    if not isinstance(counts, dict) or not counts:
+        raise ModelSetError(f"{where}: 'depthwise_kernels' must map kernel sizes to counts, e.g. {{7x7: 6624}}; "
+                            f"got {counts!r}")
+    for size, count in counts.items():
+        if not isinstance(size, str) or not _SIZE_KEY.match(size):
+            raise ModelSetError(f"{where}: 'depthwise_kernels' key {size!r} is not a kernel size like '7x7'")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ModelSetError(f"{where}: 'depthwise_kernels' {size}: expected a positive count, got {count!r}")
 
 
 def _paper_rows(rows, where) -> tuple:

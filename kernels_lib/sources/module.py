@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..records import ConvLayer
+from ..records import ConvLayer, is_depthwise_conv
 
 
 def conv_layers(model: nn.Module) -> list[ConvLayer]:
@@ -37,6 +37,18 @@ def conv_layers(model: nn.Module) -> list[ConvLayer]:
             stride=tuple(int(s) for s in module.stride),
         ))
     return layers
+
+
+def depthwise_kernel_counts(model: nn.Module) -> dict[str, int]:
+    """Depthwise kernels of `model` per size ({"7x7": n}, sizes in ascending order), from the layers' shapes
+    alone: the convs `conv_layers` finds, counted without touching a weight, so a model built on the
+    meta device (no storage) counts the same as a loaded one."""
+    counts: dict[tuple[int, int], int] = {}
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and is_depthwise_conv(module.groups, module.in_channels, module.weight.shape):
+            size = tuple(int(s) for s in module.weight.shape[2:])
+            counts[size] = counts.get(size, 0) + int(module.weight.shape[0])
+    return {f"{kh}x{kw}": counts[kh, kw] for kh, kw in sorted(counts)}
 
 
 def regular_layers(layers: list[ConvLayer], min_size: int = 2) -> list[ConvLayer]:
