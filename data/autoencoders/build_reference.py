@@ -41,7 +41,11 @@ from kernels_lib.vocab import DEGENERATE, OTHER, UNCLUSTERED, random_init_mask
 
 CANDIDATE_DIR = BUILD_DIR / "reference_candidates"
 #: Optimisation settings of every candidate (the hidden widths are part of each candidate).
-TRAIN = dict(lr=1e-3, batch_size=256, max_epochs=100, patience=4, min_delta=1e-4, lr_drops=2, lr_drop_factor=0.3,
+#: max_epochs 45 and patience 3 (the earlier references: 100 and 4) and N_SYNTHETIC
+#: 120,000 (was 150,000) fit the rebuild of December 2026 into its time box: with HIDDEN below an
+#: epoch of 150,000 kernels took 25–55 s on the shared 2-core machine (load 5–8), so 100 epochs
+#: would have taken up to 90 minutes per candidate. provenance.json records the epochs actually run.
+TRAIN = dict(lr=1e-3, batch_size=256, max_epochs=45, patience=3, min_delta=1e-4, lr_drops=2, lr_drop_factor=0.3,
              seed=0, device="cpu", num_threads=1)
 #: Class weights of the training banks: far more second derivatives than the paper's proportions
 #: (ridges and saddles at every angle need a larger share of the code axis than the paper's three
@@ -54,7 +58,7 @@ WEIGHTS = {
         "on-d2": 0.12, "off-d2": 0.12, "on-saddle": 0.06, "off-saddle": 0.06, "on-square": 0.06, "off-square": 0.06},
 }
 HIDDEN = (512, 256, 128, 64)
-N_SYNTHETIC = 150_000
+N_SYNTHETIC = 120_000
 
 
 def _bank(k: int, snr) -> dict:
@@ -62,16 +66,22 @@ def _bank(k: int, snr) -> dict:
 
 
 #: kernel size → {candidate name: (hidden widths, synthetic bank, use the offline database's real kernels)}.
-#: They differ in the noise of the training bank (log-uniform SNR) and, for 5×5, in adding real kernels.
+#: Only one candidate per size was trained in the rebuild of the rotation-complete family (time
+#: box: two training processes at a time on a shared 2-core machine): the synthetic bank at SNR
+#: 1–16, picked before any scoring because the ground truth is scored at SNR 3, inside that range
+#: (the earlier 7×7 reference, trained at SNR 1–16, had also beaten training at one SNR). Not
+#: trained, so not compared: the same bank at SNR 4–64 (7×7 and 5×5) and, for 5×5, that bank
+#: plus the offline database's 59,408 trained 5×5 kernels. Add them back here to compare them;
+#: the selection rule below is unchanged (the independent ground truth, never real kernels).
 CANDIDATES = {
-    7: {
-        "synthetic-snr4-64": (HIDDEN, _bank(7, (4.0, 64.0)), False),
-        "synthetic-snr1-16": (HIDDEN, _bank(7, (1.0, 16.0)), False),
-    },
-    5: {
-        "synthetic-snr4-64": (HIDDEN, _bank(5, (4.0, 64.0)), False),
-        "real+synthetic-snr4-64": (HIDDEN, _bank(5, (4.0, 64.0)), True),
-    },
+    7: {"synthetic-snr1-16": (HIDDEN, _bank(7, (1.0, 16.0)), False)},
+    5: {"synthetic-snr1-16": (HIDDEN, _bank(5, (1.0, 16.0)), False)},
+}
+#: What the provenance says of the candidates that were planned but not trained.
+NOT_TRAINED = {
+    7: "synthetic bank at SNR 4-64 (not trained: time box of the December 2026 rebuild)",
+    5: "synthetic bank at SNR 4-64, alone and plus the offline database's trained 5x5 kernels "
+       "(not trained: time box of the December 2026 rebuild)",
 }
 #: The ground truth candidates are chosen on (tests score on another seed).
 SELECTION_SEED = 101
@@ -188,13 +198,14 @@ def build(k: int, overwrite: bool, db) -> Path:
                                    f"(ground_truth_bank({k}, {SELECTION_N}, seed={SELECTION_SEED})), among candidates "
                                    f"clustering at most {RANDOM_MAX:.1%} of i.i.d. random kernels; the share of real "
                                    "kernels labelled is recorded but not used",
-                      "seed": SELECTION_SEED, "chosen": best},
+                      "seed": SELECTION_SEED, "chosen": best, "not_trained": NOT_TRAINED.get(k)},
         "candidates": candidates,
         "ground_truth": report,
         "database_kernels": real_kernel_share(ae, intervals, db),
     }
     ae.provenance["decision"] = (f"{k}x{k}: '{best}' chosen on the independent ground truth among "
-                                 f"{', '.join(CANDIDATES[k])}")
+                                 f"{', '.join(CANDIDATES[k])}" + (f"; planned but not trained: {NOT_TRAINED[k]}"
+                                                                   if k in NOT_TRAINED else ""))
     ae.provenance["built_by"] = "data/autoencoders/build_reference.py"
     ae.save(target, overwrite=True)
     written = label_spectrum(target, ae=ae, min_similarity=MIN_SIMILARITY, overwrite=True)
