@@ -31,6 +31,9 @@ from .errors import KernelsLibError
 APPENDIX_F_MIX: dict[str, float] = {"on": 0.45, "off": 0.10, "on-cross": 0.075, "off-cross": 0.075,
                                     "1st-derivative": 0.20, "2nd-derivative": 0.10}
 BUILT_IN = "depthwise"
+#: "zeros" is the usual 'same' padding; "circular" wraps the map round, so the borders carry no edge
+#: (a control for the reviewers' question whether some clusters are padding artefacts).
+PADDING_MODES = ("zeros", "circular")
 
 
 class ModelError(KernelsLibError, ValueError):
@@ -45,10 +48,13 @@ class DepthwiseConv2d(nn.Conv2d):
     scatters the gradient back into the kernel. Otherwise it is `F.conv2d`.
     """
 
-    def __init__(self, channels: int, kernel_size: int, bias: bool = True):
+    def __init__(self, channels: int, kernel_size: int, bias: bool = True, padding_mode: str = "zeros"):
         if kernel_size % 2 != 1:
             raise ModelError(f"depthwise kernel size must be odd for 'same' padding, got {kernel_size}")
-        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=bias)
+        if padding_mode not in PADDING_MODES:
+            raise ModelError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=bias,
+                         padding_mode=padding_mode)
         self._gather: dict[tuple[int, int], torch.Tensor] = {}
 
     def _gather_index(self, height: int, width: int, device) -> torch.Tensor:
@@ -61,6 +67,11 @@ class DepthwiseConv2d(nn.Conv2d):
             rows, cols = rows.reshape(-1), cols.reshape(-1)
             dy = rows[None, :] - rows[:, None] + half
             dx = cols[None, :] - cols[:, None] + half
+            if self.padding_mode == "circular":
+                if k > min(height, width):
+                    raise ModelError(f"circular padding needs feature maps at least as large as the kernel; "
+                                     f"got {height}×{width} maps for {k}×{k} kernels")
+                dy, dx = dy % height, dx % width        # offsets wrap round the map
             inside = (dy >= 0) & (dy < k) & (dx >= 0) & (dx < k)
             self._gather[key] = torch.where(inside, dy * k + dx, k * k)
         return self._gather[key].to(device)
@@ -87,16 +98,19 @@ class _Residual(nn.Module):
 
 
 class DepthwiseNet(nn.Sequential):
-    """ConvMixer: patchify stem, `depth` × (residual depthwise k×k + pointwise), pooling, linear head."""
+    """ConvMixer: patchify stem, `depth` × (residual depthwise k×k + pointwise), pooling, linear head.
+
+    padding_mode applies to the depthwise convs (see `PADDING_MODES`)."""
 
     def __init__(self, n_classes: int, kernel_size: int = 7, width: int = 48, depth: int = 4, patch_size: int = 2,
-                 in_channels: int = 3):
+                 in_channels: int = 3, padding_mode: str = "zeros"):
         for name, value in (("n_classes", n_classes), ("width", width), ("depth", depth), ("patch_size", patch_size)):
             if int(value) != value or value < 1:
                 raise ModelError(f"{name} must be a positive integer, got {value!r}")
         layers = [nn.Conv2d(in_channels, width, patch_size, stride=patch_size), nn.GELU(), nn.BatchNorm2d(width)]
         for _ in range(depth):
-            layers += [_Residual(nn.Sequential(DepthwiseConv2d(width, kernel_size), nn.GELU(), nn.BatchNorm2d(width))),
+            depthwise = DepthwiseConv2d(width, kernel_size, padding_mode=padding_mode)
+            layers += [_Residual(nn.Sequential(depthwise, nn.GELU(), nn.BatchNorm2d(width))),
                        nn.Conv2d(width, width, 1), nn.GELU(), nn.BatchNorm2d(width)]
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, n_classes)]
         super().__init__(*layers)

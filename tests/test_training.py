@@ -21,7 +21,7 @@ SMOKE_DATA = {"keys": photos.SKIMAGE_KEYS, "short_side": 96}
 
 
 def smoke(run: str, **changes) -> TrainConfig:
-    base = dict(run=run, width=8, depth=2, crop_size=16, crops_per_epoch=64, batch_size=32, epochs=2,
+    base = dict(run=run, width=8, depth=2, crop_size=16, crops_per_epoch=64, batch_size=32, epochs=2, device="cpu",
                 data_options=SMOKE_DATA, snapshot_epochs=(1,))
     return TrainConfig(**{**base, **changes})
 
@@ -140,3 +140,40 @@ def test_configuration_errors_say_what_to_change():
         nets.create_model("convmixer_768_3", 10)
     with pytest.raises(nets.ModelError, match="odd"):
         nets.DepthwiseNet(10, kernel_size=6)
+
+
+@pytest.mark.parametrize("name", sorted(training.DEFAULT_RUNS))
+def test_committed_default_runs_match_their_configs_and_their_numbers(name):
+    """The committed run folders are the default configs, finished, and their recorded % clustered is what
+    the reference classifier says of the kernels in their snapshot files; the checkpoint holds the last snapshot."""
+    config = training.DEFAULT_RUNS[name]
+    run_dir = training.RUNS_DIR / name
+    record = json.loads((run_dir / training.PROVENANCE).read_text())
+    assert record["config"] == config.to_dict() and record["epochs_done"] == config.epochs
+    assert [p["sha256"] for p in record["data"]["photos"]] == [p.sha256 for p in photos.PHOTOS[:record["data"]["n_classes"]]]
+    loaded = training.load_run(run_dir)
+    assert [s.epoch for s in loaded.snapshots] == list(config.snapshots)
+    last = loaded.snapshots[-1]
+    meta, kernels = store.read_kernel_array(last.path, config.network_options()["kernel_size"])
+    assert set(meta["model"]) == {f"{name}@epoch{config.epochs}"}
+    trained = torch.cat([m.weight.detach().reshape(-1, *kernels.shape[1:]) for _, m in nets.depthwise_convs(loaded.model)])
+    np.testing.assert_array_equal(trained.numpy(), kernels)
+    k = kernels.shape[1]
+    recorded = last.clustering[f"{k}x{k}"]["clustered"]
+    classifier = training.reference_classifier(k)
+    if classifier is None:
+        assert recorded is None
+    else:
+        assert recorded == round(float(classifier.classify(kernels)["clustered"].mean()), 4)
+
+
+@pytest.mark.parametrize("k, size", [(7, 8), (7, 24), (5, 5)])
+def test_circular_padding_equals_conv2d_with_wrapped_borders(k, size):
+    torch.manual_seed(1)
+    conv = nets.DepthwiseConv2d(4, k, padding_mode="circular")
+    x = torch.randn(2, 4, size, size + 1, requires_grad=True)
+    wrapped = F.pad(x, (k // 2,) * 4, mode="circular")
+    reference = F.conv2d(wrapped, conv.weight, conv.bias, groups=4)
+    torch.testing.assert_close(conv(x), reference, rtol=1e-4, atol=1e-5)
+    with pytest.raises(nets.ModelError, match="at least as large"):
+        nets.DepthwiseConv2d(4, 9, padding_mode="circular")(torch.randn(1, 4, 6, 6))
