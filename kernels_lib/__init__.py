@@ -4,10 +4,14 @@ Three lines for your own model (see `kernels_lib.api`; the names do not shadow t
 
     import kernels_lib as kl
     results = kl.classify_kernels(kl.extract_kernels("my_model.onnx"))
-    print(kl.clustered_fraction(results))
+    print(kl.clustered_fraction(results))       # 5×5/7×7; 3×3 k-means: kl.cluster_shares(results)
+
+`kl.classify_array(kernels)` answers for a NumPy array [N, k, k].
 """
 __version__ = "0.1.0"
 
-from .api import classify_kernels, clustered_fraction, extract_kernels  # noqa: E402  (modules read __version__)
+from .api import (classify_array, classify_kernels, cluster_shares, clustered_fraction,  # noqa: E402
+                  extract_kernels)  # (modules read __version__)
 
-__all__ = ["classify_kernels", "clustered_fraction", "extract_kernels", "__version__"]
+__all__ = ["classify_array", "classify_kernels", "cluster_shares", "clustered_fraction", "extract_kernels",
+           "__version__"]

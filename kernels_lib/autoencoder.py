@@ -15,9 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +27,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .errors import CorruptFileError
+from .errors import AnalysisError, CorruptFileError
+from .fileio import atomic_directory
 from .preprocess import Prepared, from_hyperplane, hyperplane_basis, prepare
 
 #: Bumped when the saved layout changes; `load` refuses versions it does not know.
@@ -43,6 +41,19 @@ PROVENANCE_FILE = "provenance.json"
 #: Hidden widths of the reference autoencoders (data/autoencoders/README.md): as good as
 #: 512-256-128-64 on the synthetic ground truth at a third of the cost.
 DEFAULT_HIDDEN = (256, 128, 64, 32)
+#: The training settings of the reference autoencoders: `train`'s defaults, the command line's
+#: and the notebooks' (the one place they are written down).
+TRAINING_DEFAULTS = {
+    "hidden": DEFAULT_HIDDEN,
+    "lr": 1e-3,
+    "batch_size": 256,
+    "max_epochs": 100,
+    "patience": 4,
+    "min_delta": 1e-4,
+    "lr_drops": 2,
+    "lr_drop_factor": 0.3,
+    "negative_slope": 0.01,
+}
 
 
 class KernelAutoencoder(nn.Module):
@@ -184,18 +195,13 @@ class Autoencoder:
         return (flat / norm).reshape(len(z), *self.kernel_shape)
 
     def save(self, directory, overwrite: bool = False) -> Path:
-        """Write weights, config, basis and provenance into `directory`, all or nothing.
-
-        Files go to a temporary sibling first, which then takes the final name, so a crash
-        never leaves a half-written autoencoder. An existing directory (with any label file
-        that belonged to the old spectrum) is replaced only with `overwrite=True`.
+        """Write weights, config, basis and provenance into `directory`, all or nothing
+        (`fileio.atomic_directory`: a crash never leaves a half-written autoencoder). An existing
+        directory (with any label file that belonged to the old spectrum) is replaced only with
+        `overwrite=True`.
         """
         target = Path(directory)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it (its label files go too)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
+        with atomic_directory(target, overwrite=overwrite) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_FILE))
             np.save(tmp / BASIS_FILE, self.basis)
@@ -210,17 +216,6 @@ class Autoencoder:
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
             (tmp / PROVENANCE_FILE).write_text(json.dumps(self.provenance, indent=2, default=_json_default) + "\n")
-            _share(tmp)
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod
@@ -258,21 +253,6 @@ class Autoencoder:
         return cls(module, shape, hidden, slope, basis, provenance)
 
 
-def umask() -> int:
-    """The process umask (reading it means setting it; set it straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _share(directory: Path) -> None:
-    """Give the directory and its files the usual permissions (mkdtemp makes them private)."""
-    mask = umask()
-    os.chmod(directory, 0o777 & ~mask)
-    for f in directory.iterdir():
-        os.chmod(f, 0o666 & ~mask)
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -294,16 +274,16 @@ def _json_default(obj):
 def train(
     kernels,
     *,
-    hidden=DEFAULT_HIDDEN,
-    lr: float = 1e-3,
-    batch_size: int = 256,
-    max_epochs: int = 100,
-    patience: int = 4,
-    min_delta: float = 1e-4,
-    lr_drops: int = 2,
-    lr_drop_factor: float = 0.3,
+    hidden=TRAINING_DEFAULTS["hidden"],
+    lr: float = TRAINING_DEFAULTS["lr"],
+    batch_size: int = TRAINING_DEFAULTS["batch_size"],
+    max_epochs: int = TRAINING_DEFAULTS["max_epochs"],
+    patience: int = TRAINING_DEFAULTS["patience"],
+    min_delta: float = TRAINING_DEFAULTS["min_delta"],
+    lr_drops: int = TRAINING_DEFAULTS["lr_drops"],
+    lr_drop_factor: float = TRAINING_DEFAULTS["lr_drop_factor"],
     seed: int = 0,
-    negative_slope: float = 0.01,
+    negative_slope: float = TRAINING_DEFAULTS["negative_slope"],
     device=None,
     num_threads: int | None = None,
     progress: bool = True,
@@ -311,7 +291,7 @@ def train(
 ) -> Autoencoder:
     """Train an autoencoder on kernels [N, k, k] (or an already `Prepared` set).
 
-    The defaults are the settings of the reference autoencoders. Degenerate kernels are
+    The defaults are the settings of the reference autoencoders (`TRAINING_DEFAULTS`). Degenerate kernels are
     excluded and counted. When the epoch's mean loss has not improved
     by `min_delta` for `patience` epochs, the learning rate is multiplied by `lr_drop_factor`
     (at most `lr_drops` times), then training stops (or after `max_epochs`); the weights of
@@ -392,11 +372,12 @@ def train(
         "max_epochs": max_epochs,
         "patience": patience,
         "min_delta": min_delta,
+        "lr_drops": lr_drops,
         "lr_drop_factor": lr_drop_factor,
         "lr_dropped_after_epochs": drops,
         "epochs_run": len(history),
         "best_epoch": best_epoch,
-        "final_loss": best,
+        "best_loss": best,
         "loss_history": history,
         # Codes piled at the sigmoid ends mean a collapsed code (seen with too high a learning rate).
         "code_saturated_fraction": float(np.mean((codes < 1e-3) | (codes > 1 - 1e-3))),
@@ -412,61 +393,24 @@ def train(
     return ae
 
 
-#: Weights tags of the untrained random-init twins in a kernel database (kernels_lib.zoo).
-RANDOM_INIT_PREFIX = "random-init"
+def training_config(directory) -> dict:
+    """The settings an autoencoder directory was trained with (its config and provenance), as
+    keyword arguments of `train`, to train another one the same way.
 
-
-def corpus_kernels(kernel_size: int, db=None, models=None, synthetic: dict | None = None,
-                   include_random_init: bool = False) -> tuple[np.ndarray, dict]:
-    """The training corpus of one kernel size, and its description for the provenance.
-
-    db: a kernel database (file or directory, `kernels_lib.store`); its random-init twins are
-    left out unless `include_random_init` (they are the untrained control, not trained kernels).
-    synthetic: keyword arguments of `kernels_lib.dog.synthetic_bank` (n, snr, seed, …) to add a
-    labelled synthetic DoG-family bank. At least one of the two is needed.
+    Only the optimisation settings are taken (hidden widths, slope, learning rate and its drops,
+    batch size, epochs, plateau rule); data, seed, device and threads are the caller's choice.
+    A setting the provenance does not record is an error, not a silent default.
     """
-    if db is None and not synthetic:
-        raise ValueError("give a kernel database (db=...) and/or a synthetic bank (synthetic={'n': ..., 'snr': ...})")
-    parts, corpus = [], {"kernel_size": [kernel_size, kernel_size]}
-    if db is not None:
-        from . import store
-
-        meta, arr = store.read_kernel_array(db, kernel_size, models=models, columns=["model", "weights_tag"])
-        twin = meta["weights_tag"].astype(str).str.startswith(RANDOM_INIT_PREFIX).to_numpy()
-        if not include_random_init:
-            meta, arr = meta[~twin], arr[~twin]
-        if len(arr) == 0:
-            raise ValueError(f"{db} holds no {'' if include_random_init else 'trained '}{kernel_size}×{kernel_size} kernels"
-                             + (f" of models {models}" if models else ""))
-        counts = meta.groupby(["model", "weights_tag"], sort=True).size()
-        corpus["database"] = str(db)
-        corpus["real_kernels"] = int(len(arr))
-        corpus["random_init_twins_left_out"] = 0 if include_random_init else int(twin.sum())
-        corpus["models"] = {f"{m} [{t}]": int(c) for (m, t), c in counts.items()}
-        parts.append(arr.astype(np.float32))
-    if synthetic:
-        from . import dog
-
-        spec = dict(synthetic)
-        bank = dog.synthetic_bank(kernel_size, **spec)
-        corpus["synthetic"] = {"generator": "kernels_lib.dog.synthetic_bank", "k": kernel_size, **spec,
-                               "n_kernels": int(len(bank.kernels))}
-        parts.append(bank.kernels.astype(np.float32))
-    return np.concatenate(parts), corpus
-
-
-def train_from_db(kernel_size: int, db=None, out_dir=None, *, models=None, synthetic: dict | None = None,
-                  include_random_init: bool = False, overwrite: bool = False, note: str | None = None,
-                  **train_kwargs) -> Autoencoder:
-    """Train the autoencoder of one kernel size on a kernel database and/or a synthetic bank.
-
-    The corpus (models and counts, twins left out, synthetic bank parameters, `note`) goes into
-    the provenance; with `out_dir` the result is saved there. Other keywords go to `train`.
-    """
-    kernels, corpus = corpus_kernels(kernel_size, db, models, synthetic, include_random_init)
-    if note:
-        corpus["note"] = note
-    ae = train(kernels, corpus=corpus, **train_kwargs)
-    if out_dir is not None:
-        ae.save(out_dir, overwrite=overwrite)
-    return ae
+    root = Path(directory)
+    try:
+        config = json.loads((root / CONFIG_FILE).read_text())
+        prov = json.loads((root / PROVENANCE_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise AnalysisError(f"{root} is not a readable autoencoder directory ({err})") from err
+    wanted = [k for k in TRAINING_DEFAULTS if k not in ("hidden", "negative_slope")]
+    missing = [k for k in wanted if k not in prov]
+    if missing:
+        raise AnalysisError(f"{root / PROVENANCE_FILE} does not record {missing}; it was written by an older "
+                            "kernels_lib: retrain it, or pass the settings yourself")
+    return {"hidden": list(config["hidden"]), "negative_slope": config["negative_slope"],
+            **{k: prov[k] for k in wanted}}

@@ -27,12 +27,24 @@ def _pair(form: str):
     return parse
 
 
+def _add_cluster(parser, what: str, needs: str) -> None:
+    """--workers N | --scheduler ADDRESS: where a command's tasks run (`kernels_lib.cluster`)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help=f"{what} on a local Dask cluster of N worker processes (default: in this process)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"{what} on a running Dask cluster, e.g. tcp://host:8786 (started with `dask scheduler` "
+                            f"and `dask worker ADDRESS`; the workers need kernels_lib and {needs})")
+
+
 def add_extract(sub) -> None:
     p = sub.add_parser("extract", help="extract the depthwise kernels of a model set into a Parquet database",
                        description="Extract every model of a set into one Parquet file each (resumable: "
-                                   "finished files are kept and skipped on a rerun).")
+                                   "finished files are kept and skipped on a rerun). With --workers or "
+                                   "--scheduler the models load in parallel on a Dask cluster and this "
+                                   "process writes the files, the same bytes as a serial run.")
     p.add_argument("--models", required=True, metavar="SET",
-                   help="model set: a name from data/models (offline, paper, smoke) or a .yaml path")
+                   help="model set: a name from data/models (offline, paper, smoke, timm-all) or a .yaml path")
     p.add_argument("--out", type=Path, metavar="DIR", help="output directory (default data/kernels/<SET>)")
     p.add_argument("--kernel-sizes", type=int, nargs="+", metavar="K",
                    help="keep only k×k kernels of these sizes (default: every depthwise kernel)")
@@ -40,22 +52,28 @@ def add_extract(sub) -> None:
     p.add_argument("--checkpoint", type=_pair("MODEL=PATH"), action="append", default=[], metavar="MODEL=PATH",
                    help="checkpoint file for a state_dict entry of the set (repeatable)")
     p.add_argument("--stop-on-error", action="store_true", help="stop at the first model that fails")
+    _add_cluster(p, "load the models, one per task,", "the weights: hub access or the same cache, "
+                 "checkpoints at the same paths")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_extract)
 
 
 def run_extract(args) -> int:
-    from . import store, zoo
+    from . import extract, store, zoo
 
     model_set = zoo.load_model_set(args.models, seed=args.seed, checkpoints=dict(args.checkpoint))
-    report = store.extract(model_set, args.out, kernel_sizes=args.kernel_sizes,
-                           progress=not args.no_progress, stop_on_error=args.stop_on_error)
+    report = extract.extract(model_set, args.out, kernel_sizes=args.kernel_sizes,
+                             progress=not args.no_progress, stop_on_error=args.stop_on_error,
+                             workers=args.workers, scheduler=args.scheduler)
     files = [report.out_dir / store.kernel_file_name(e.model, e.weights_tag) for e in model_set.entries]
     files = [f for f in files if f.is_file()]
     print(f"{model_set.name}: {len(report.extracted)} extracted, {len(report.skipped)} already done, "
           f"{len(report.failed)} failed -> {report.out_dir}")
     if files:
         print(store.counts(files).to_string())
+    for entry_id, notes in report.notes.items():
+        for note in notes:
+            print(f"note {entry_id}: {note}")
     for entry_id, message in report.failed:
         print(f"FAILED {entry_id}: {message}", file=sys.stderr)
     return EXIT_PARTIAL if report.failed else 0
@@ -75,7 +93,7 @@ def add_list(sub) -> None:
 def run_list(args) -> int:
     import pandas as pd
 
-    from . import store, zoo
+    from . import paths, store, zoo
 
     if args.db is not None:
         table = store.counts(args.db)
@@ -87,7 +105,7 @@ def run_list(args) -> int:
             print(f"{name:10s} {len(model_set.entries):4d} models  {model_set.description}")
         return 0
     model_set = zoo.load_model_set(args.models)
-    out_dir = args.out or store.default_output_dir(model_set.name)
+    out_dir = args.out or paths.kernel_db_dir(model_set.name)
     rows = []
     for entry in model_set.entries:
         path = Path(out_dir) / store.kernel_file_name(entry.model, entry.weights_tag)
@@ -106,28 +124,44 @@ def run_list(args) -> int:
     return 0
 
 
-def _database(args) -> Path:
-    from . import store
+def _add_database(parser, required: bool = False) -> None:
+    """--models SET | --db PATH: the kernel database a command reads."""
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("--models", metavar="SET", help="a model set whose database is data/kernels/<SET>")
+    where.add_argument("--db", type=Path, metavar="PATH", help="a kernel database (directory or .parquet file)")
 
-    return args.db or store.default_output_dir(args.models)
+
+def _database(args) -> Path:
+    from . import paths
+
+    return args.db or paths.kernel_db_dir(args.models)
 
 
 def add_train(sub) -> None:
+    from .autoencoder import TRAINING_DEFAULTS as D
+
     p = sub.add_parser("train", help="train the autoencoder of one kernel size on a kernel database",
                        description="Train the paper's autoencoder (1-D code) on the k×k kernels of a database "
-                                   "(random-init twins left out) and save it, with its provenance, to --out.")
+                                   "(random-init twins left out) and save it, with its provenance, to --out. "
+                                   "Defaults are the reference autoencoders' settings.")
     p.add_argument("--kernel-size", type=int, required=True, choices=[5, 7], help="5 or 7")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--models", metavar="SET", help="a model set whose database is data/kernels/<SET>")
-    where.add_argument("--db", type=Path, metavar="PATH", help="a kernel database (directory or .parquet file)")
+    _add_database(p)
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the autoencoder")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="add N kernels of the synthetic DoG-family bank to the corpus (default 0)")
     p.add_argument("--snr", type=float, default=4.0, help="signal-to-noise ratio of the synthetic bank")
-    p.add_argument("--epochs", type=int, default=100, help="most epochs (training stops earlier on a plateau)")
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--hidden", type=int, nargs=4, default=[512, 256, 128, 64], metavar="W")
+    p.add_argument("--epochs", type=int, default=D["max_epochs"],
+                   help=f"most epochs; training stops earlier on a plateau (default {D['max_epochs']})")
+    p.add_argument("--lr", type=float, default=D["lr"], help=f"Adam learning rate (default {D['lr']})")
+    p.add_argument("--batch-size", type=int, default=D["batch_size"], help=f"default {D['batch_size']}")
+    p.add_argument("--hidden", type=int, nargs="+", default=list(D["hidden"]), metavar="W",
+                   help=f"hidden widths (default {' '.join(map(str, D['hidden']))})")
+    p.add_argument("--patience", type=int, default=D["patience"],
+                   help=f"epochs without improvement before a learning-rate drop or the stop (default {D['patience']})")
+    p.add_argument("--lr-drops", type=int, default=D["lr_drops"],
+                   help=f"learning-rate drops on a plateau before stopping (default {D['lr_drops']})")
+    p.add_argument("--num-threads", type=int, default=None,
+                   help="torch CPU threads while training (small networks are often fastest on 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing autoencoder in --out")
     p.add_argument("--no-progress", action="store_true")
@@ -135,7 +169,7 @@ def add_train(sub) -> None:
 
 
 def run_train(args) -> int:
-    from .autoencoder import train_from_db
+    from .corpus import train_from_db
 
     if not (args.models or args.db or args.synthetic):
         print("kernels_lib train: error: give the kernels to train on: --models SET, --db PATH "
@@ -143,13 +177,13 @@ def run_train(args) -> int:
         return EXIT_ERROR
     synthetic = {"n": args.synthetic, "snr": args.snr, "seed": args.seed} if args.synthetic else None
     db = _database(args) if (args.models or args.db) else None
-    ae = train_from_db(args.kernel_size, db, args.out, synthetic=synthetic,
-                       overwrite=args.overwrite, hidden=tuple(args.hidden), lr=args.lr,
-                       batch_size=args.batch_size, max_epochs=args.epochs, seed=args.seed,
-                       progress=not args.no_progress)
+    ae = train_from_db(args.kernel_size, db, args.out, synthetic=synthetic, overwrite=args.overwrite,
+                       hidden=tuple(args.hidden), lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
+                       patience=args.patience, lr_drops=args.lr_drops, num_threads=args.num_threads,
+                       seed=args.seed, progress=not args.no_progress)
     prov = ae.provenance
     print(f"trained {args.kernel_size}x{args.kernel_size} autoencoder: {prov.get('epochs_run')} epochs, "
-          f"final loss {prov.get('final_loss'):.4f} -> {args.out}")
+          f"best loss {prov.get('best_loss'):.4f} -> {args.out}")
     return 0
 
 
@@ -176,13 +210,12 @@ def run_label(args) -> int:
 
 
 def add_classify(sub) -> None:
-    p = sub.add_parser("classify", help="classify every kernel of a database; print %% clustered per model",
+    p = sub.add_parser("classify", help="classify every kernel of a database; print %% clustered per model "
+                                           "(3×3: k-means cluster shares)",
                        description="5×5 and 7×7 kernels: nearest decoded code of the reference autoencoders "
                                    "(data/autoencoders) under the paper's thresholds; 3×3: k-means on min-max "
                                    "encoded kernels. Writes one Parquet row per kernel.")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--models", metavar="SET", help="a model set whose database is data/kernels/<SET>")
-    where.add_argument("--db", type=Path, metavar="PATH", help="a kernel database (directory or .parquet file)")
+    _add_database(p, required=True)
     p.add_argument("--autoencoder", type=_pair("K=DIR"), action="append", default=[], metavar="K=DIR",
                    help="autoencoder for k×k kernels, e.g. 7=my/ae7 (default: data/autoencoders/KxK)")
     p.add_argument("--threshold", type=_pair("K=T"), action="append", default=[], metavar="K=T",
@@ -190,33 +223,40 @@ def add_classify(sub) -> None:
     p.add_argument("--method", choices=["fast", "reference"], default="fast")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="results Parquet (default data/results/<SET>/classification.parquet)")
+    _add_cluster(p, "classify one kernel file per task", "the database and autoencoders at the same paths")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_classify)
 
 
 def run_classify(args) -> int:
-    from . import analysis
+    from . import paths, results, tables, vocab
 
-    autoencoders = {**analysis.REFERENCE_AUTOENCODERS, **{int(k): Path(d) for k, d in args.autoencoder}}
+    autoencoders = {**paths.REFERENCE_AUTOENCODERS, **{int(k): Path(d) for k, d in args.autoencoder}}
     thresholds = {int(k): float(t) for k, t in args.threshold} or None
-    results = analysis.classify_database(_database(args), autoencoder_dirs=autoencoders, thresholds=thresholds,
-                                         method=args.method, progress=not args.no_progress)
-    out = args.out or analysis.default_results_path(args.models or Path(args.db).stem)
-    analysis.write_results(results, out)
-    print(analysis.clustered_fraction(results).to_string())
+    classified = results.classify_kernels(_database(args), autoencoder_dirs=autoencoders, thresholds=thresholds,
+                                          method=args.method, progress=not args.no_progress,
+                                          workers=args.workers, scheduler=args.scheduler)
+    out = args.out or paths.results_path(args.models or Path(args.db).stem)
+    results.write_results(classified, out)
+    methods = set(classified["clustering"])
+    if vocab.AUTOENCODER in methods:
+        print(tables.clustered_fraction(classified).to_string())
+    if vocab.KMEANS in methods:     # k-means assigns every kernel: cluster shares, not a % clustered
+        print("3×3 kernels, share of each k-means cluster (named by its nearest template):")
+        print(tables.model_proportions(classified, kernel_size=3, clustering=vocab.KMEANS).round(3).to_string())
     print(f"-> {out}")
     return 0
 
 
 def add_figures(sub) -> None:
-    from . import pipeline
+    from . import notebooks
 
     p = sub.add_parser("figures", help="re-run every numbered notebook with papermill and regenerate figures/",
                        description="Re-execute notebooks/NN_*.ipynb in order (executed copies go to the build "
                                    "folder, never over the sources); a failing cell stops the run and names "
                                    "the notebook and the error.")
-    pipeline.add_arguments(p)
-    p.set_defaults(func=pipeline.run_from_args)
+    notebooks.add_arguments(p)
+    p.set_defaults(func=notebooks.run_from_args)
 
 
 #: Sub-command registrars, in the order `--help` lists them; each adds a sub-parser with `func`.

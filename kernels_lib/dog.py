@@ -11,7 +11,7 @@ Coordinates follow the array/image convention so that a kernel displays as it is
 x is the column offset from the kernel centre (positive to the right), y the row offset
 (positive downwards), in pixels. "Upper-left" therefore means x < 0 and y < 0.
 
-Uses: `evaluate` draws any class on any grid (k×k kernels, fine grids for the 3-D plots of
+Class names and how they merge live in `kernels_lib.vocab`. Uses: `evaluate` draws any class on any grid (k×k kernels, fine grids for the 3-D plots of
 Figure 1); `template_bank` + `nearest_template` label kernels by their closest analytic template
 (mean-centred cosine, as in the paper's loss); `synthetic_bank` is the ground truth against
 which the whole clustering method is tested; `random_kernels` is the i.i.d. control.
@@ -26,22 +26,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .preprocess import centre_normalise, degenerate_mask
+from .vocab import CLASSES, DERIVATIVES, OTHER, fine_members, merge_class
 
-#: Fine class names, in display order. "on-dx" is ∂x(DoG), "off-dx" is ∂x(−DoG), and so on.
-CLASSES: tuple[str, ...] = (
-    "on", "off",
-    "on-cross", "off-cross",
-    "on-dx", "off-dx", "on-dy", "off-dy",
-    "on-dxx", "off-dxx", "on-dyy", "off-dyy", "on-dxy", "off-dxy",
-    "on-square", "off-square",
-)
-OTHER = "other"
-#: Merged class names (the paper's plots merge the derivative sub-types), in display order.
-MERGED_CLASSES: tuple[str, ...] = (
-    "on", "off", "on-cross", "off-cross", "1st-derivative", "2nd-derivative",
-    "on-square", "off-square", OTHER,
-)
-_DERIVATIVE = {"dx": (1, 0), "dy": (0, 1), "dxx": (2, 0), "dyy": (0, 2), "dxy": (1, 1)}
 CORNERS = ("upper-left", "bottom-right")
 #: Smallest centre σ (px) at which point-sampled DoG derivatives keep their shape.
 SIGMA_MIN = 0.6
@@ -53,28 +39,6 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "on": 0.25, "off": 0.20, "on-cross": 0.10, "off-cross": 0.10,
     "1st-derivative": 0.24, "2nd-derivative": 0.06, "on-square": 0.025, "off-square": 0.025,
 }
-
-
-def merge_class(name: str) -> str:
-    """Merged class of a fine class name (idempotent on merged names)."""
-    if name in MERGED_CLASSES:
-        return name
-    if name not in CLASSES:
-        raise ValueError(f"unknown class {name!r}; known: {', '.join(CLASSES + (OTHER,))}")
-    derivative = name.split("-", 1)[1]
-    if derivative in _DERIVATIVE:
-        return "1st-derivative" if sum(_DERIVATIVE[derivative]) == 1 else "2nd-derivative"
-    return name
-
-
-def _fine_members(name: str) -> list[str]:
-    """Fine classes that a (fine or merged) name stands for."""
-    if name == OTHER or name in CLASSES:
-        return [name]
-    members = [c for c in CLASSES if merge_class(c) == name]
-    if not members:
-        raise ValueError(f"unknown class {name!r}; known: {', '.join(CLASSES + MERGED_CLASSES)}")
-    return members
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +135,7 @@ def evaluate(
                 f"need sigma > 0, ratio = sigma2/sigma1 > 1 and surround >= 0, "
                 f"got sigma={sigma}, ratio={ratio}, surround={surround}"
             )
-        order = _DERIVATIVE[kind] if kind else (0, 0)
+        order = DERIVATIVES[kind] if kind else (0, 0)
         s1 = np.asarray(sigma, dtype=np.float64)
         value = _gaussian_derivative(u, v, s1, order) - surround * _gaussian_derivative(u, v, s1 * ratio, order)
     return sign * amplitude * value
@@ -347,7 +311,7 @@ def _class_probabilities(k: int, class_weights: Mapping[str, float] | None) -> t
         w = float(w)
         if not np.isfinite(w) or w < 0:
             raise ValueError(f"class weight of {name!r} must be finite and >= 0, got {w}")
-        members = _fine_members(name)
+        members = fine_members(name)
         for m in members:
             fine[m] = fine.get(m, 0.0) + w / len(members)
     total = sum(fine.values())

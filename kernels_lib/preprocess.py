@@ -108,3 +108,48 @@ def prepare(kernels: np.ndarray, kernel_shape: tuple[int, int] | None = None) ->
     keep = np.flatnonzero(~bad)
     coords = to_hyperplane(centre_normalise(x[keep])) if len(keep) else np.zeros((0, x.shape[1] - 1))
     return Prepared(coords=coords, index=keep, n_degenerate=int(bad.sum()), kernel_shape=tuple(kernel_shape))
+
+
+# -- unit rows without centring (the nearest-code search works on vectors already centred) ----
+
+def as_rows(a, what: str) -> np.ndarray:
+    """[N, kh, kw] or [N, d] as a float64 [N, d] matrix."""
+    arr = np.asarray(a)
+    if arr.ndim == 3:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must have shape [N, kh, kw] or [N, d], got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{what} must be numeric, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
+def row_norms(a: np.ndarray) -> np.ndarray:
+    """Row lengths; 0 for rows holding NaN/inf (so they count as degenerate)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+    odd = np.flatnonzero(~np.isfinite(norms))          # NaN/inf inside, or squares that overflow
+    if len(odd):
+        rows = a[odd]
+        finite = np.isfinite(rows).all(axis=1)
+        scale = np.where(finite, np.abs(np.where(np.isfinite(rows), rows, 0.0)).max(axis=1), 0.0)
+        safe = np.divide(rows, scale[:, None], out=np.zeros_like(rows), where=scale[:, None] > 0)
+        norms[odd] = np.where(finite, scale * np.linalg.norm(safe, axis=1), 0.0)
+    return norms
+
+
+def _no_direction_error(bad: np.ndarray, what: str) -> ValueError:
+    first = np.flatnonzero(bad)[:5].tolist()
+    return ValueError(
+        f"{int(bad.sum())} of {len(bad)} rows of {what} are zero or hold NaN/inf (first: {first}); "
+        "they have no direction. Drop them (kernels_lib.preprocess.prepare does and counts them) "
+        "or let the classifier flag them"
+    )
+
+
+def unit_rows(a, what: str) -> np.ndarray:
+    """Rows scaled to unit length; refuses zero/NaN/inf rows instead of producing NaN."""
+    m = as_rows(a, what)
+    norms = row_norms(m)
+    if not (norms > 0).all():
+        raise _no_direction_error(~(norms > 0), what)
+    return m / norms[:, None]

@@ -2,8 +2,8 @@
 
 Every source (a torch module, a timm name, a state-dict file, ONNX, TFLite, a wheel) reduces
 to a list of `ConvLayer` in network order. `kernel_table` turns the depthwise ones into the
-kernel database's rows (see `KERNEL_COLUMNS`), the schema that `store`, the clustering
-method and the notebooks rely on.
+kernel database's rows (see `KERNEL_COLUMNS`, and `KERNEL_SCHEMA` for the same as Arrow types),
+the schema that `store`, the clustering method and the notebooks rely on.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .errors import NoDepthwiseError
 from .preprocess import degenerate_mask
@@ -22,7 +23,8 @@ KERNEL_COLUMNS = [
     "source",           # module | timm | state_dict | onnx | tflite | wheel
     "layer",            # index among the model's depthwise layers (0-based, network order)
     "module",           # module / node / tensor name
-    "depth",            # normalised depth: layer / (n_layers - 1), 0 for a single layer
+    "layer_order",      # how `layer` is known: network | file | name (LAYER_ORDERS)
+    "depth",            # normalised depth: layer / (n_layers - 1), 0 for a single layer; NaN if order is "name"
     "channel",          # output channel within the layer
     "kh", "kw",         # kernel height and width
     "dilation",         # dilation (largest over the two axes)
@@ -32,6 +34,35 @@ KERNEL_COLUMNS = [
     "total_activation", # sum of the weights (the paper's "total activation", Figure 10)
     "degenerate",       # zero after centring, or NaN/inf: excluded from the clustering
 ]
+
+#: How the order of a model's layers (the `layer` index) is known.
+LAYER_ORDERS = {
+    "network": "the order the network computes them, stored in the file or walked from the model",
+    "file": "the order the file stores the tensors in (for torch.save state dicts the model's "
+            "module registration order, which is network order for nearly every model)",
+    "name": "sorted by name (natural sort): the file keeps no order, so the true depth is unknown",
+}
+
+#: Arrow schema of a kernel file (`kernels_lib.store`); integer widths follow `kernel_table`.
+KERNEL_SCHEMA = pa.schema([
+    ("model", pa.string()),
+    ("weights_tag", pa.string()),
+    ("source", pa.string()),
+    ("layer", pa.int32()),
+    ("module", pa.string()),
+    ("layer_order", pa.string()),
+    ("depth", pa.float64()),
+    ("channel", pa.int32()),
+    ("kh", pa.int16()),
+    ("kw", pa.int16()),
+    ("dilation", pa.int16()),
+    ("stride", pa.int16()),
+    ("kernel", pa.list_(pa.float32())),
+    ("norm", pa.float64()),
+    ("total_activation", pa.float64()),
+    ("degenerate", pa.bool_()),
+])
+assert KERNEL_SCHEMA.names == KERNEL_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -56,12 +87,13 @@ class ConvLayer:
     @property
     def is_depthwise(self) -> bool:
         """groups == in_channels > 1 and out_channels a multiple of it (channel multiplier)."""
-        return (
-            self.groups > 1
-            and self.groups == self.in_channels
-            and self.weight.shape[1] == 1
-            and self.out_channels % self.in_channels == 0
-        )
+        return is_depthwise_conv(self.groups, self.in_channels, self.weight.shape)
+
+
+def is_depthwise_conv(groups: int, in_channels: int, weight_shape) -> bool:
+    """The definition of a depthwise conv from its shape alone (weights [out, in/groups, kh, kw]):
+    groups == in_channels > 1 and out_channels a multiple of it (channel multiplier)."""
+    return groups > 1 and groups == in_channels and weight_shape[1] == 1 and weight_shape[0] % in_channels == 0
 
 
 def depthwise_layers(layers: list[ConvLayer], kernel_sizes=None) -> list[ConvLayer]:
@@ -73,12 +105,16 @@ def depthwise_layers(layers: list[ConvLayer], kernel_sizes=None) -> list[ConvLay
     return out
 
 
-def kernel_table(layers: list[ConvLayer], model: str, weights_tag: str, source: str) -> pd.DataFrame:
+def kernel_table(layers: list[ConvLayer], model: str, weights_tag: str, source: str,
+                 layer_order: str = "network") -> pd.DataFrame:
     """One row per depthwise kernel of `layers` (non-depthwise layers are ignored).
 
     `layer` and `depth` count depthwise layers of every size, so a layer keeps its index
-    whatever kernel sizes are selected later.
+    whatever kernel sizes are selected later. `layer_order` says how that order is known
+    (`LAYER_ORDERS`); when it is only by name, the depth is unknown and left NaN.
     """
+    if layer_order not in LAYER_ORDERS:
+        raise ValueError(f"layer_order must be one of {sorted(LAYER_ORDERS)}, got {layer_order!r}")
     dw = depthwise_layers(layers)
     if not dw:
         raise NoDepthwiseError(
@@ -99,7 +135,8 @@ def kernel_table(layers: list[ConvLayer], model: str, weights_tag: str, source: 
             "source": source,
             "layer": index,
             "module": layer.name,
-            "depth": index / (n - 1) if n > 1 else 0.0,
+            "layer_order": layer_order,
+            "depth": np.nan if layer_order == "name" else (index / (n - 1) if n > 1 else 0.0),
             "channel": np.arange(layer.out_channels),
             "kh": kh,
             "kw": kw,

@@ -11,7 +11,9 @@ the code axis get class names in a *label file* beside the autoencoder:
       ...
 
 Intervals are half-open [start, end) (the one ending at 1 includes 1), sorted and
-non-overlapping inside [0, 1]. A gap between intervals is unlabelled: codes there are
+non-overlapping inside [0, 1]. Labels are class names of `kernels_lib.vocab` (fine or merged);
+an unknown name — a typo in a hand edit — is an error naming the file and line, never a new
+class. A gap between intervals is unlabelled: codes there are
 "other", exactly as if an interval said `label: other`. One class may own several separate
 intervals (the spectrum's order is arbitrary and a class often comes back).
 
@@ -23,20 +25,21 @@ human's edits always win.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
-from .autoencoder import Autoencoder, umask
-from .errors import CorruptFileError
+from .autoencoder import Autoencoder
+from .errors import CorruptFileError, KernelsLibError
+from .fileio import atomic_write_text
+from .vocab import OTHER, merge_class, unknown_class_message
 
 #: Codes decoded for the spectrum strip (Figures 3, 31, 32) and for classification (§4.2).
 STRIP_CODES = 500
 CLASSIFY_CODES = 10_000
-OTHER = "other"
 LABEL_FILE = "labels.yaml"
 PROPOSAL_FILE = "labels.proposed.yaml"
 _INTERVAL_KEYS = {"start", "end", "label", "note"}
@@ -83,14 +86,16 @@ class Interval:
     note: str | None = None
 
 
-def validate_intervals(intervals, source: str = "label list") -> list[Interval]:
-    """Check intervals are well formed, inside [0, 1], sorted and non-overlapping.
+def validate_intervals(intervals, source: str = "label list", lines=None) -> list[Interval]:
+    """Check intervals are well formed, inside [0, 1], sorted, non-overlapping and name known classes.
 
-    `source` names the file in the error, which also quotes the offending interval.
+    `source` names the file in the error, `lines` (one per interval) the line each starts on;
+    the error also quotes the offending interval.
     """
     out: list[Interval] = []
     for i, item in enumerate(intervals):
-        where = f"{source}: interval #{i + 1} {item!r}"
+        line = f":{lines[i]}" if lines is not None else ""
+        where = f"{source}{line}: interval #{i + 1} {item!r}"
         if isinstance(item, Interval):
             item = {k: v for k, v in vars(item).items() if v is not None}
         if not isinstance(item, dict):
@@ -111,6 +116,10 @@ def validate_intervals(intervals, source: str = "label list") -> list[Interval]:
         label = item["label"]
         if not isinstance(label, str) or not label.strip():
             raise CorruptFileError(f"{where}: label must be a non-empty string")
+        try:
+            merge_class(label.strip())
+        except KernelsLibError:
+            raise CorruptFileError(unknown_class_message(label.strip(), f"{source}{line}")) from None
         if not (0.0 <= start < end <= 1.0):
             raise CorruptFileError(f"{where}: need 0 ≤ start < end ≤ 1")
         if out and start < out[-1].end:
@@ -128,7 +137,9 @@ def read_labels(path) -> list[Interval]:
     """Read and validate a label file (a mapping with `intervals:`, or a bare list of intervals)."""
     path = Path(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LabelLoader)
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=_LabelLoader)
+        doc = yaml.load(text, Loader=_LabelLoader)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no label file at {path}; write one by hand or run kernels_lib.spectrum.label_spectrum()"
@@ -138,7 +149,11 @@ def read_labels(path) -> list[Interval]:
     items = doc.get("intervals") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise CorruptFileError(f"{path}: expected a list of intervals (or a mapping with an `intervals:` list)")
-    return validate_intervals(items, str(path))
+    node = root
+    if isinstance(root, yaml.MappingNode):
+        node = next(v for k, v in root.value if k.value == "intervals")
+    lines = [item.start_mark.line + 1 for item in node.value]
+    return validate_intervals(items, str(path), lines)
 
 
 def code_labels(labels, codes) -> np.ndarray:
@@ -155,6 +170,13 @@ def code_labels(labels, codes) -> np.ndarray:
         inside = (z >= iv.start) & ((z < iv.end) | ((iv.end == 1.0) & (z == 1.0)))
         out[inside] = iv.label
     return out.astype(str)
+
+
+def interval_table(intervals) -> pd.DataFrame:
+    """Intervals as a table: where they lie, how wide, what they say."""
+    return pd.DataFrame([{"start": iv.start, "end": iv.end, "width": iv.end - iv.start, "label": iv.label,
+                          "note": iv.note or ""} for iv in intervals],
+                        columns=["start", "end", "width", "label", "note"])
 
 
 def write_labels(path, intervals, header: dict | None = None, overwrite: bool = False) -> Path:
@@ -178,16 +200,7 @@ def write_labels(path, intervals, header: dict | None = None, overwrite: bool = 
             fields["note"] = iv.note
         lines.append("  - " + yaml.safe_dump(fields, sort_keys=False, default_flow_style=True, allow_unicode=True,
                                              width=10**6).strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.chmod(tmp, 0o666 & ~umask())   # mkstemp makes it private; a label file is data to share
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

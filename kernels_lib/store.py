@@ -6,17 +6,14 @@ kh×kw), each depthwise layer is one row group, so selecting kernel sizes or mod
 bytes of the others. Provenance (kernels_lib version, source, sha256 of the weights file, the
 model-set entry) sits in the file's key-value metadata under ``kernels_lib``.
 
-Writes are atomic (temporary file in the same directory, then ``os.replace``), so a finished
-file is the record that its model is done: `extract` skips it on a rerun, and a run killed
-mid-way leaves only finished files behind.
+Writes are atomic (`kernels_lib.fileio`), so a finished file is the record that its model is
+done: `kernels_lib.extract` skips it on a rerun, and a run killed mid-way leaves only finished
+files behind. This module only reads, writes, filters and counts; it knows nothing of model sets.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,37 +23,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from . import __version__
-from .errors import CorruptFileError, KernelsLibError
-from .records import KERNEL_COLUMNS, kernel_table
-
-#: Arrow schema of a kernel file; integer widths follow `records.kernel_table`.
-KERNEL_SCHEMA = pa.schema([
-    ("model", pa.string()),
-    ("weights_tag", pa.string()),
-    ("source", pa.string()),
-    ("layer", pa.int32()),
-    ("module", pa.string()),
-    ("depth", pa.float64()),
-    ("channel", pa.int32()),
-    ("kh", pa.int16()),
-    ("kw", pa.int16()),
-    ("dilation", pa.int16()),
-    ("stride", pa.int16()),
-    ("kernel", pa.list_(pa.float32())),
-    ("norm", pa.float64()),
-    ("total_activation", pa.float64()),
-    ("degenerate", pa.bool_()),
-])
-assert KERNEL_SCHEMA.names == KERNEL_COLUMNS
+from .errors import CorruptFileError, KernelDatabaseError
+from .fileio import atomic_write
+from .records import KERNEL_COLUMNS, KERNEL_SCHEMA
 
 #: Key of the JSON provenance record in each file's Parquet key-value metadata.
 METADATA_KEY = b"kernels_lib"
-_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-
-
-class KernelDatabaseError(KernelsLibError, FileNotFoundError):
-    """A kernel database path that does not exist or holds no kernel files."""
 
 
 def kernel_file_name(model: str, weights_tag: str) -> str:
@@ -86,55 +58,28 @@ def to_arrow(table: pd.DataFrame, metadata: dict | None = None) -> pa.Table:
 
 
 def write_kernels(table: pd.DataFrame, path, metadata: dict | None = None, progress: bool = False) -> Path:
-    """Write a kernel table atomically, one row group per depthwise layer.
+    """Write a kernel table atomically (`kernels_lib.fileio`), one row group per depthwise layer.
 
-    The data goes to a hidden temporary file beside `path` and is moved over it only when
-    complete, so an exception or a kill never leaves a partial `path` (a killed run may leave
-    the hidden ``.<name>.<pid>.*.tmp``; `remove_stale_temp_files` clears those).
+    A killed writer may leave its hidden ``.<name>.<pid>.*.tmp`` behind, never a partial `path`;
+    `fileio.remove_stale_temp_files` clears those.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrow = to_arrow(table, metadata)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    return write_arrow(to_arrow(table, metadata), path, progress=progress)
+
+
+def write_arrow(arrow: pa.Table, path, progress: bool = False) -> Path:
+    """`write_kernels` for a table already converted by `to_arrow` (e.g. built on a Dask worker):
+    the same bytes for the same table, wherever it was built."""
+    layer = arrow.column("layer").to_numpy()
+    starts = np.flatnonzero(np.r_[True, layer[1:] != layer[:-1]]) if len(layer) else []
+    bounds = list(zip(starts, list(starts[1:]) + [len(layer)]))
+
+    def write(tmp):
         with pq.ParquetWriter(tmp, arrow.schema, compression="zstd") as writer:
-            layer = arrow.column("layer").to_numpy()
-            starts = np.flatnonzero(np.r_[True, layer[1:] != layer[:-1]]) if len(layer) else []
-            bounds = list(zip(starts, list(starts[1:]) + [len(layer)]))
-            for start, stop in tqdm(bounds, desc=f"write {path.stem}", unit="layer",
+            for start, stop in tqdm(bounds, desc=f"write {Path(path).stem}", unit="layer",
                                     leave=False, disable=not progress):
                 writer.write_table(arrow.slice(start, stop - start))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
-
-def remove_stale_temp_files(directory) -> list[Path]:
-    """Delete temporary files left by writers that no longer run (killed mid-write)."""
-    removed = []
-    directory = Path(directory)
-    if not directory.is_dir():
-        return removed
-    for tmp in directory.glob(".*.tmp"):
-        match = _TMP_RE.match(tmp.name)
-        if match and not _pid_alive(int(match["pid"])):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return atomic_write(path, write, fsync=True)
 
 
 def kernel_files(path_or_dir) -> list[Path]:
@@ -184,6 +129,7 @@ def _read_arrow(path_or_dir, columns: list[str], expr) -> pa.Table:
         raise ValueError(f"unknown columns {unknown}; choose from {KERNEL_COLUMNS}")
     tables = []
     for file in kernel_files(path_or_dir):
+        _check_schema(file)
         try:
             tables.append(pq.read_table(file, columns=columns, filters=expr, schema=KERNEL_SCHEMA))
         except (pa.ArrowInvalid, OSError) as err:
@@ -216,6 +162,18 @@ def read_kernel_array(path_or_dir, kernel_size, *, models=None, weights_tags=Non
     table = _read_arrow(path_or_dir, [*columns, "kernel"], expr)
     values = table.column("kernel").combine_chunks().flatten().to_numpy()
     return table.drop_columns(["kernel"]).to_pandas(), values.reshape(len(table), kh, kw)
+
+
+def _check_schema(file: Path) -> None:
+    """A kernel file of another schema (an older kernels_lib) is refused with what to do."""
+    try:
+        names = pq.read_schema(file).names
+    except (pa.ArrowInvalid, OSError) as err:
+        raise _corrupt(file, err) from err
+    if names != KERNEL_COLUMNS:
+        missing = [c for c in KERNEL_COLUMNS if c not in names]
+        raise CorruptFileError(f"{file} was written by another version of kernels_lib (columns {names}; missing "
+                               f"{missing}); extract it again — `python -m kernels_lib extract` redoes such files")
 
 
 def _corrupt(file: Path, err: Exception) -> Exception:
@@ -265,90 +223,16 @@ def counts_summary(path_or_dir, **filters) -> dict:
     }
 
 
-# -- extraction of a model set -----------------------------------------------------------------
-
-def default_output_dir(set_name: str) -> Path:
-    """data/kernels/<set> of this checkout (git-ignored)."""
-    from .zoo import DATA_DIR
-
-    return DATA_DIR / "kernels" / set_name
-
-
-def _sizes_key(kernel_sizes):
-    return None if kernel_sizes is None else sorted({int(k) for k in kernel_sizes})
-
-
-def _covers(done_sizes, wanted_sizes) -> bool:
-    if done_sizes is None:
-        return True
-    return wanted_sizes is not None and set(wanted_sizes) <= set(done_sizes)
-
-
-def finished_sizes(path: Path):
-    """(True, sizes) if `path` is a finished kernel file (sizes None = all), else (False, None)."""
+def file_kernel_sizes(path: Path):
+    """(True, sizes) if `path` is a finished kernel file of this schema (sizes None = every size was
+    kept), else (False, None): a missing file, an unreadable one or one written with an older schema
+    is extracted again."""
     try:
-        meta = pq.read_schema(path).metadata or {}
+        schema = pq.read_schema(path)
     except (FileNotFoundError, pa.ArrowInvalid, OSError):
         return False, None
+    if schema.names != KERNEL_COLUMNS:
+        return False, None
+    meta = schema.metadata or {}
     record = json.loads(meta.get(METADATA_KEY, b"{}"))
     return True, record.get("kernel_sizes")
-
-
-@dataclass
-class ExtractReport:
-    """What one `extract` call did: files written, files already there, entries that failed (id, message)."""
-
-    out_dir: Path
-    extracted: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True,
-            stop_on_error: bool = False) -> ExtractReport:
-    """Extract every entry of a `zoo.ModelSet` into one Parquet file each; resumable.
-
-    An entry whose file exists (covering the requested kernel sizes) is skipped, so a rerun
-    after an interruption extracts only the rest. kernel_sizes (ints, k×k): keep only those
-    sizes; None keeps every depthwise kernel. An entry that fails with a kernels_lib error is
-    reported and the others go on (stop_on_error=True raises it instead).
-    """
-    from . import zoo
-
-    out_dir = Path(out_dir) if out_dir is not None else default_output_dir(model_set.name)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out_dir)
-    sizes = _sizes_key(kernel_sizes)
-    report = ExtractReport(out_dir)
-    bar = tqdm(model_set.entries, desc=f"extract {model_set.name}", unit="model", disable=not progress)
-    for entry in bar:
-        bar.set_postfix_str(entry.id)
-        path = out_dir / kernel_file_name(entry.model, entry.weights_tag)
-        done, done_sizes = finished_sizes(path)
-        if done and _covers(done_sizes, sizes):
-            report.skipped.append(entry.id)
-            continue
-        wanted = None if sizes is None else sorted(set(sizes) | set(done_sizes or []))
-        try:
-            resolved = zoo.resolve(entry)
-            table = kernel_table(resolved.layers, resolved.model, resolved.weights_tag, resolved.source)
-        except KernelsLibError as err:
-            if stop_on_error:
-                raise
-            report.failed.append((entry.id, str(err)))
-            continue
-        if wanted is not None:
-            table = table[(table.kh == table.kw) & table.kh.isin(wanted)].reset_index(drop=True)
-        metadata = {
-            "kernels_lib_version": __version__,
-            "model": resolved.model,
-            "weights_tag": resolved.weights_tag,
-            "source": resolved.source,
-            "kernel_sizes": wanted,
-            "entry": entry.spec,
-            "files": zoo.provenance_files(entry),
-            "libraries": zoo.library_versions(entry),
-        }
-        write_kernels(table, path, metadata, progress=progress)
-        report.extracted.append(entry.id)
-    return report

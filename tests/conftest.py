@@ -1,15 +1,58 @@
-"""Fixtures shared by the notebook tests."""
+"""Helpers shared by the tests: the smoke database, a papermill run of a notebook, PNG checks, and a
+local Hugging Face hub cache in the layout timm reads."""
+import hashlib
+import json
+
 import pytest
 
-from kernels_lib import store, zoo
+from kernels_lib import extract, notebooks, zoo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path):
+    """The file exists and is a PNG (a figure was written, whole)."""
+    with open(path, "rb") as fh:
+        assert fh.read(8) == PNG_MAGIC, path
 
 
 @pytest.fixture(scope="session")
 def smoke_db(tmp_path_factory):
     """The smoke set's kernel database as notebook 01 writes it (db_dir/smoke/*.parquet), built once."""
     db_dir = tmp_path_factory.mktemp("db")
-    report = store.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
+    report = extract.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
     assert not report.failed, report.failed
     return db_dir
+
+
+def run_notebook(name, tmp_path, db_dir=None, **parameters):
+    """Run notebook `name` (part of its file name) under papermill on the smoke set with `parameters`;
+    return (the JSON it recorded, its output folder)."""
+    out = tmp_path / "figures"
+    params = {**notebooks.default_parameters("smoke", out, db_dir or tmp_path / "db", tmp_path / "classification"),
+              **parameters}
+    [path] = notebooks.list_notebooks(only=name)
+    notebooks.run_notebook(path, params, tmp_path / "build", progress=False)
+    return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
+
+
+def write_hub_cache(hub, repo_id, fill, revision=None):
+    """huggingface_hub's cache layout, models--org--name/refs/main → snapshots/<revision>/: `fill(folder)`
+    writes the snapshot's files; the revision defaults to a hash of their bytes. Returns the snapshot folder."""
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    staging = repo / "staging"
+    staging.mkdir(parents=True)
+    fill(staging)
+    revision = revision or hashlib.sha1(b"".join(p.read_bytes() for p in sorted(staging.iterdir()))).hexdigest()
+    (repo / "snapshots").mkdir(exist_ok=True)
+    staging.rename(repo / "snapshots" / revision)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return repo / "snapshots" / revision
+
+
+def save_timm_to_hub(hub, model, repo_id):
+    """A timm model's weights and config saved as timm's push_to_hub does, into a local hub cache."""
+    from timm.models._hub import save_for_hf
+
+    return write_hub_cache(hub, repo_id, lambda folder: save_for_hf(model, folder, safe_serialization=True))

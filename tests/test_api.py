@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import kernels_lib as kl
-from kernels_lib.errors import WeightsUnavailableError
+from kernels_lib.errors import UnsupportedFormatError, WeightsUnavailableError
 from kernels_lib.records import KERNEL_COLUMNS
 from kernels_lib.sources.module import conv_layers
 from kernels_lib.sources.timm_source import create_timm_model
@@ -43,15 +43,34 @@ def test_extract_timm_name_without_weights_is_a_clear_error(monkeypatch, tmp_pat
 
 
 def test_unknown_file_format_names_the_file(tmp_path):
-    path = tmp_path / "weights.h5"
+    path = tmp_path / "weights.npz"
     path.write_bytes(b"x")
-    with pytest.raises(ValueError, match="weights.h5"):
+    with pytest.raises(UnsupportedFormatError, match="weights.npz"):
         kl.extract_kernels(path)
 
 
-def test_classify_and_fraction_on_3x3_kernels():
+def test_classify_3x3_kernels_gives_cluster_shares_never_a_percentage():
     table = kl.extract_kernels(create_timm_model("mobilenetv2_100", pretrained=False, seed=0))
     results = kl.classify_kernels(table, progress=False)
-    assert len(results) == len(table)
-    fraction = kl.clustered_fraction(results)
-    assert len(fraction) == 1 and fraction["clustering"].tolist() == ["kmeans"]
+    assert len(results) == len(table) and set(results["clustering"]) == {"kmeans"}
+    assert results["clustered"].isna().all()          # k-means has no threshold: undefined, not True
+    with pytest.raises(kl.errors.AnalysisError, match="cluster shares"):
+        kl.clustered_fraction(results)
+    shares = kl.cluster_shares(results)
+    assert len(shares) == 1 and shares.sum(axis=1).iloc[0] == pytest.approx(1.0)
+
+
+def test_classify_array_keeps_its_columns_and_answers_like_the_reference():
+    from kernels_lib import dog, results
+
+    bank = dog.synthetic_bank(7, 300, snr=8.0, seed=1)
+    arr = np.concatenate([bank.kernels, np.zeros((2, 7, 7), np.float32)])
+    rows = kl.classify_array(arr)
+    assert list(rows.columns) == ["clustering", "prototype", "code", "dissimilarity", "threshold", "label",
+                                  "merged", "clustered", "degenerate"] == results.ARRAY_COLUMNS
+    assert (rows["clustering"] == "autoencoder").all() and (rows["threshold"] == 0.3).all()
+    assert rows["degenerate"].tolist()[-2:] == [True, True] and rows[["code", "dissimilarity"]].iloc[-2:].isna().all().all()
+    good = rows.iloc[:-2]
+    assert (good["merged"] == bank.merged)[good["clustered"]].mean() > 0.9       # the reference 7×7 autoencoder
+    three = kl.classify_array(dog.random_kernels(3, 50, seed=0))
+    assert (three["clustering"] == "kmeans").all() and three["clustered"].isna().all()

@@ -8,8 +8,8 @@ from torch import nn
 
 from kernels_lib.autoencoder import (
     BASIS_FILE, CONFIG_FILE, PROVENANCE_FILE, WEIGHTS_FILE, Autoencoder, KernelAutoencoder, cosine_loss, train,
-    train_from_db,
 )
+from kernels_lib.corpus import train_from_db
 from kernels_lib.errors import CorruptFileError
 from kernels_lib.preprocess import prepare
 
@@ -77,8 +77,8 @@ def test_training_separates_patterns_and_decodes_them(trained):
     for c in range(3):
         decoded = ae.decode([np.median(codes[labels == c])])[0]
         assert float(np.sum(decoded * templates[c])) > 0.95
-    assert ae.provenance["final_loss"] < 0.1
-    assert ae.provenance["final_loss"] == min(ae.provenance["loss_history"])
+    assert ae.provenance["best_loss"] < 0.1
+    assert ae.provenance["best_loss"] == min(ae.provenance["loss_history"])
 
 
 def test_decode_gives_centred_unit_kernels(trained):
@@ -125,7 +125,7 @@ def test_plateau_stops_training_and_keeps_the_best_epoch():
     # The weights kept are those of the lowest loss, improvement by min_delta or not.
     p = ae.provenance
     assert p["epochs_run"] == 3
-    assert p["best_epoch"] == int(np.argmin(p["loss_history"])) + 1 and p["final_loss"] == min(p["loss_history"])
+    assert p["best_epoch"] == int(np.argmin(p["loss_history"])) + 1 and p["best_loss"] == min(p["loss_history"])
     assert ae.provenance["torch_threads"] == 1 and torch.get_num_threads() == threads   # restored
     # One learning-rate drop first: it buys another `patience` epochs.
     ae = train(kernels, hidden=SMALL, max_epochs=50, patience=2, min_delta=10.0, lr_drops=1, device="cpu",
@@ -151,7 +151,7 @@ def test_save_load_round_trip(trained, tmp_path):
     np.testing.assert_array_equal(back.decode(codes), ae.decode(codes))
     np.testing.assert_array_equal(back.encode(trained[1][:20]), ae.encode(trained[1][:20]))
     prov = json.loads((target / PROVENANCE_FILE).read_text())
-    for key in ("corpus", "n_kernels", "n_degenerate_excluded", "seed", "epochs_run", "final_loss", "torch_version"):
+    for key in ("corpus", "n_kernels", "n_degenerate_excluded", "seed", "epochs_run", "best_loss", "torch_version"):
         assert key in prov
     assert prov["corpus"] == "three synthetic patterns" and back.provenance == prov
     with pytest.raises(FileExistsError, match="overwrite=True"):

@@ -99,12 +99,12 @@ def test_train_label_classify_round_trip(smoke_out, tmp_path):
     classified = _run("classify", "--db", str(out), "--autoencoder", f"7={ae_dir}", "--out", str(results_path),
                       "--no-progress")
     assert classified.returncode == 0, classified.stderr
-    from kernels_lib import analysis
+    from kernels_lib import results
 
-    results = analysis.read_results(results_path)
+    table = results.read_results(results_path)
     kernels = store.read_kernels(out, columns=["model", "kh"])
-    assert len(results) == len(kernels)
-    assert results.groupby("model").size().to_dict() == kernels.groupby("model").size().to_dict()
+    assert len(table) == len(kernels)
+    assert table.groupby("model").size().to_dict() == kernels.groupby("model").size().to_dict()
 
 
 def test_train_without_kernels_is_a_clear_error(tmp_path):

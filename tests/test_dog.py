@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from kernels_lib import dog
+from kernels_lib import dog, vocab
 from kernels_lib.preprocess import centre_normalise
 
 
@@ -32,7 +32,7 @@ def test_on_centre_dog_has_positive_centre_and_negative_surround(grid7):
 
 
 def test_off_is_minus_on_for_every_pattern(grid7):
-    kinds = {c.split("-", 1)[1] if "-" in c else "" for c in dog.CLASSES}
+    kinds = {c.split("-", 1)[1] if "-" in c else "" for c in vocab.CLASSES}
     for kind in kinds:
         on, off = ("on", "off") if not kind else (f"on-{kind}", f"off-{kind}")
         a = dog.evaluate(on, *grid7, sigma=0.9, ratio=2.5, shift=(0.2, -0.1))
@@ -94,9 +94,9 @@ def test_template_bank_shapes_and_labels(bank):
     flat = bank.kernels.reshape(len(bank.classes), -1)
     np.testing.assert_allclose(flat.sum(axis=1), 0, atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(flat, axis=1), 1)
-    expected = set(dog.CLASSES) - (set() if k == 5 else {"on-square", "off-square"})
+    expected = set(vocab.CLASSES) - (set() if k == 5 else {"on-square", "off-square"})
     assert set(bank.classes) == expected
-    assert all(dog.merge_class(c) == m for c, m in zip(bank.classes, bank.merged))
+    assert all(vocab.merge_class(c) == m for c, m in zip(bank.classes, bank.merged))
     assert len(bank.params) == len(bank.classes)
 
 
@@ -126,13 +126,13 @@ def test_classes_are_distinguishable(bank):
 
 
 def test_merge_class():
-    assert dog.merge_class("on-dx") == dog.merge_class("off-dy") == "1st-derivative"
-    assert dog.merge_class("on-dxy") == dog.merge_class("off-dyy") == "2nd-derivative"
-    for name in dog.MERGED_CLASSES:
-        assert dog.merge_class(name) == name
+    assert vocab.merge_class("on-dx") == vocab.merge_class("off-dy") == "1st-derivative"
+    assert vocab.merge_class("on-dxy") == vocab.merge_class("off-dyy") == "2nd-derivative"
+    for name in vocab.MERGED_CLASSES:
+        assert vocab.merge_class(name) == name
     with pytest.raises(ValueError, match="unknown class"):
-        dog.merge_class("gabor")
-    assert {dog.merge_class(c) for c in dog.CLASSES} | {"other"} == set(dog.MERGED_CLASSES)
+        vocab.merge_class("gabor")
+    assert {vocab.merge_class(c) for c in vocab.CLASSES} | {"other"} == set(vocab.MERGED_CLASSES)
 
 
 @pytest.mark.parametrize("k", [5, 7])
@@ -245,12 +245,12 @@ def test_class_weights_are_respected():
     assert abs(frac_on - 0.75) < 4 * np.sqrt(0.75 * 0.25 / n)
     frac_dx = (syn.classes == "on-dx").mean()
     assert abs(frac_dx - 0.0625) < 4 * np.sqrt(0.0625 * 0.9375 / n)
-    np.testing.assert_array_equal(syn.merged, [dog.merge_class(c) for c in syn.classes])
+    np.testing.assert_array_equal(syn.merged, [vocab.merge_class(c) for c in syn.classes])
 
 
 def test_default_weights_follow_the_paper_and_squares_only_in_5x5():
     syn7 = dog.synthetic_bank(7, 5000, seed=0)
-    counts = {m: (syn7.merged == m).sum() for m in dog.MERGED_CLASSES}
+    counts = {m: (syn7.merged == m).sum() for m in vocab.MERGED_CLASSES}
     assert counts["on-square"] == counts["off-square"] == counts["other"] == 0
     assert counts["on"] > counts["on-cross"] and counts["off"] > counts["off-cross"]
     assert counts["1st-derivative"] > counts["2nd-derivative"] > 0

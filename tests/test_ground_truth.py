@@ -15,7 +15,8 @@ import pytest
 
 from kernels_lib import dog
 from kernels_lib.autoencoder import Autoencoder, train
-from kernels_lib.classify import PAPER_THRESHOLDS, classify
+from kernels_lib.classify import label_kernels
+from kernels_lib.vocab import PAPER_THRESHOLDS
 from kernels_lib.preprocess import centre_normalise
 from kernels_lib.spectrum import CLASSIFY_CODES, LABEL_FILE, code_labels, decode_spectrum, label_spectrum, read_labels
 
@@ -45,7 +46,7 @@ def classify_bank(directory, labels_path, kernels):
     k = ae.kernel_shape[0]
     decoded = spectrum.kernels.reshape(CLASSIFY_CODES, -1)      # centred, unit length
     x = centre_normalise(kernels.reshape(len(kernels), -1))     # same space as decoded
-    return classify(x, decoded, code_labels(labels_path, spectrum.codes), PAPER_THRESHOLDS[k])
+    return label_kernels(x, decoded, code_labels(labels_path, spectrum.codes), PAPER_THRESHOLDS[k])
 
 
 def per_class(truth, predicted) -> dict:
@@ -74,7 +75,7 @@ def test_synthetic_bank_lands_in_its_own_class(method):
     stats = per_class(truth, result.label)
     print(f"\n{k}x{k} SNR {snr}: accuracy {accuracy:.4f}, clustered {result.clustered.mean():.4f}, "
           f"{len(read_labels(labels_path))} intervals, epochs {ae.provenance['epochs_run']}, "
-          f"loss {ae.provenance['final_loss']:.4f}")
+          f"loss {ae.provenance['best_loss']:.4f}")
     for c, (precision, recall) in stats.items():
         print(f"  {c:15s} precision {precision:.3f} recall {recall:.3f}")
     assert accuracy >= needed

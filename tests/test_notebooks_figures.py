@@ -1,25 +1,16 @@
 """The figure notebooks run headlessly under papermill on the smoke profile; assert on the JSON they record."""
-import json
 
 import pytest
 
-from kernels_lib import dog, pipeline
+from kernels_lib import dog
 
-from conftest import PNG_MAGIC
-
-
-def _run(name, tmp_path, db_dir=None, **parameters):
-    out = tmp_path / "figures"
-    params = {**pipeline.default_parameters("smoke", out, db_dir or tmp_path / "db"), **parameters}
-    [path] = pipeline.list_notebooks(only=name)
-    pipeline.run_notebook(path, params, tmp_path / "build", progress=False)
-    return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
+from conftest import assert_png
+from conftest import run_notebook as _run
 
 
 def _all_png(files):
     for f in files:
-        with open(f, "rb") as fh:
-            assert fh.read(8) == PNG_MAGIC, f
+        assert_png(f)
 
 
 @pytest.mark.slow
@@ -63,7 +54,7 @@ def test_03_kernel_gallery_on_smoke(tmp_path):
 def test_04_pca_of_trained_5x5_kernels(tmp_path, smoke_db):
     result, out = _run("04_pca", tmp_path, smoke_db, kernel_size=5, n_clusters=6, seed=2)
     # the smoke set's only trained 5×5 kernels: PP-OCR's text-orientation classifier, 800 of them
-    assert result["selection"] == "trained"
+    assert result["trained"] and result["selection"] == "ch_ppocr_mobile_v2.0_cls_mobile, trained"
     assert result["models"] == ["ch_ppocr_mobile_v2.0_cls_mobile"] and result["n_kernels"] == 800
     assert result["n_used"] + result["n_degenerate"] == 800 == sum(result["cluster_sizes"]) + result["n_degenerate"]
     ev = result["explained_variance_ratio"]
@@ -79,5 +70,5 @@ def test_04_pca_of_trained_5x5_kernels(tmp_path, smoke_db):
 def test_04_pca_says_when_it_falls_back_to_untrained_kernels(tmp_path, smoke_db):
     result, _ = _run("04_pca", tmp_path, smoke_db, kernel_size=7, n_clusters=4, max_points=500)
     # no trained 7×7 kernels in the smoke set: the random-init ConvNeXtV2-atto (1,840 7×7 kernels) is used, and said so
-    assert result["selection"] == "random-init (no trained 7×7 kernels in this set)"
+    assert not result["trained"] and "no trained 7×7 kernels in this set" in result["selection"]
     assert result["models"] == ["convnextv2_atto"] and result["n_kernels"] == 1840

@@ -1,29 +1,21 @@
 """Notebooks 09–13 (class galleries, per-layer and per-model proportions, total activation, 3×3
 k-means) run headlessly under papermill on the smoke set; assert on the JSON they record and on
 the figure helpers they call."""
-import json
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import AxesImage
 
-from kernels_lib import analysis, dog, pipeline, plots, spectrum, store
+from kernels_lib import dog, method, paths, plots, results, selection, spectrum, store, tables, vocab
 from kernels_lib.autoencoder import train
 
-NOTEBOOKS = ["09_class_galleries", "10_layer_proportions", "11_model_comparison", "12_total_activation",
-             "13_kmeans_3x3"]
-from conftest import PNG_MAGIC
+from conftest import assert_png as _png
+from conftest import run_notebook
 PPOCR_CLS = "ch_ppocr_mobile_v2.0_cls_mobile"   # the smoke set's only trained 5×5 kernels (800)
 #: Looser than the paper's 0.2/0.3: the test autoencoders are tiny and trained on synthetic kernels,
 #: and the smoke set's kernels must land in several classes for the figures to have rows.
 LOOSE = {5: 0.6, 7: 0.7}
-
-
-def _png(path):
-    with open(path, "rb") as fh:
-        assert fh.read(8) == PNG_MAGIC, path
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +29,11 @@ def classification(smoke_db, tmp_path_factory):
         ae = train(bank.kernels, hidden=(24, 12), max_epochs=8, lr=3e-3, batch_size=32, progress=False, seed=0)
         dirs[k] = ae.save(root / "ae" / f"{k}x{k}")
         spectrum.label_spectrum(dirs[k], n=2000, ae=ae)
-    results = analysis.classify_database(smoke_db / "smoke", dirs, thresholds=LOOSE, progress=False)
-    analysis.write_results(results, root / "smoke" / analysis.RESULTS_FILE)
-    return root, results
+    table = results.classify_kernels(smoke_db / "smoke", dirs, thresholds=LOOSE, progress=False)
+    choices = method.choose(root / "ae", (5, 7))       # as notebook 07 records them
+    results.write_results(table, root / "smoke" / paths.RESULTS_FILE,
+                          {"autoencoders": {str(k): c.record() for k, c in choices.items()}})
+    return root, table
 
 
 @pytest.fixture(scope="session")
@@ -50,25 +44,9 @@ def db_counts(smoke_db):
 
 
 def _run(name, tmp_path, smoke_db, classification=None, **parameters):
-    out = tmp_path / "figures"
-    params = {**pipeline.default_parameters("smoke", out, smoke_db), **parameters}
     if classification is not None:
-        params["classification_dir"] = str(classification[0])
-    [path] = pipeline.list_notebooks(only=name)
-    pipeline.run_notebook(path, params, tmp_path / "build", progress=False)
-    return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
-
-
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_is_committed_clean_with_a_parameters_cell(name):
-    [path] = pipeline.list_notebooks(only=name)
-    nb = nbformat.read(path, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    assert all(not c.outputs and c.execution_count is None for c in code)
-    declared = pipeline.declared_parameters(path)
-    assert {"model_set", "output_dir", "results_dir"} <= declared
-    assert declared & {"classification_dir", "db_dir"}          # reads notebook 07's or 01's output
+        parameters["classification_dir"] = str(classification[0])
+    return run_notebook(name, tmp_path, smoke_db, **parameters)
 
 
 def _counts(series: pd.Series) -> dict:
@@ -161,7 +139,7 @@ def test_13_kmeans_of_a_model_and_its_twin(tmp_path, smoke_db, db_counts):
         # the notebook's k-means is the classification's (same code, seed and kernel order)
         assert g["cluster_sizes_in_classification"] == {str(i): n for i, n in enumerate(g["cluster_sizes"]) if n}
         assert g["cluster_sizes"] == sorted(g["cluster_sizes"], reverse=True)   # C0 is the largest
-        assert len(g["names"]) == 6 and set(g["names"]) <= set(dog.CLASSES) | {dog.OTHER}
+        assert len(g["names"]) == 6 and set(g["names"]) <= set(vocab.CLASSES) | {vocab.OTHER}
         for props in g["layer_proportions"].values():
             assert sum(props.values()) == pytest.approx(1.0)
     assert result["groups"]["random init"]["weights_tag"].startswith("random-init")
@@ -185,32 +163,32 @@ def _frame(spec):
 def test_selection_falls_back_and_says_so():
     res = _frame([("a", "in1k", 5, 0, 4, "on", True), ("a", "random-init-seed0", 5, 0, 4, "on", False),
                   ("b", "w.pth", 5, 1, 6, "off", True), ("c", "random-init-seed0", 7, 0, 3, "on", False)])
-    sel = plots.select_kernels(res, 5, ["x", "b"])
+    sel = selection.select_kernels(res, 5, ["x", "b"])
     assert sel.models == ["b"] and sel.trained and len(sel.rows) == 6 and sel.note == ""
-    pooled = plots.select_kernels(res, 5, "efficientnet_b4")
+    pooled = selection.select_kernels(res, 5, "efficientnet_b4")
     assert pooled.models == ["a", "b"] and len(pooled.rows) == 10 and "efficientnet_b4" in pooled.title
-    assert plots.select_kernels(res, 5, "zz", fallback="largest").models == ["b"]
-    twins = plots.twins_of(pooled, res)
+    assert selection.select_kernels(res, 5, "zz", fallback="largest").models == ["b"]
+    twins = selection.twins_of(pooled, res)
     assert twins.models == ["a"] and not twins.trained and len(twins.rows) == 4
-    seven = plots.select_kernels(res, 7, "c")
+    seven = selection.select_kernels(res, 7, "c")
     assert not seven.trained and seven.models == ["c"] and "random-init" in seven.note
-    assert plots.twins_of(seven, res) is None
+    assert selection.twins_of(seven, res) is None
     with pytest.raises(ValueError, match=r"no 3×3 kernels .*5×5, 7×7"):
-        plots.select_kernels(res, 3)
-    [pair_a, pair_b] = plots.model_pairs(res, 5)
+        selection.select_kernels(res, 3)
+    [pair_a, pair_b] = selection.model_pairs(res, 5)
     assert (pair_a.model, pair_a.twin_tag, len(pair_a.twin_rows)) == ("a", "random-init-seed0", 4)
     assert pair_b.twin_tag is None and pair_b.twin_rows is None
     with pytest.raises(ValueError, match="none of"):
-        plots.model_pairs(res, 5, ["q"])
+        selection.model_pairs(res, 5, ["q"])
 
 
 def test_model_comparison_rows_and_paper_bars():
     res = _frame([("a", "in1k", 5, 0, 4, "on", True), ("a", "in1k", 5, 1, 4, "off", False),
                   ("a", "random-init-seed0", 5, 0, 8, "on", False), ("b", "x", 5, 0, 2, "1st-derivative", True)])
-    props = plots.model_comparison(res, 5)
+    props = tables.model_comparison(res, 5)
     assert props.index.tolist() == ["a", "a (random init)", "b"]
     np.testing.assert_allclose(props.sum(axis=1), 1.0)
-    bars = plots.paper_bars(props)
+    bars = tables.paper_bars(props)
     assert "unclustered" not in bars and bars.loc["a"].sum() == pytest.approx(0.5)
     assert bars.loc["a (random init)"].sum() == 0
     fig = plots.stacked_proportions(bars, horizontal=True, totals=True)
@@ -223,9 +201,9 @@ def test_kernels_of_matches_rows_to_the_database(tmp_path):
     w = np.arange(3 * 25, dtype=np.float32).reshape(3, 1, 5, 5)
     store.write_kernels(kernel_table([ConvLayer("dw", w, 3, 3)], "m", "t", "module"), tmp_path / "m.parquet")
     rows = pd.DataFrame({"model": "m", "weights_tag": "t", "layer": 0, "channel": [2, 0], "kh": 5, "kw": 5})
-    np.testing.assert_array_equal(plots.kernels_of(rows, tmp_path), w[[2, 0], 0])
+    np.testing.assert_array_equal(selection.kernels_of(rows, tmp_path), w[[2, 0], 0])
     with pytest.raises(ValueError, match="not in the database"):
-        plots.kernels_of(rows.assign(channel=[2, 7]), tmp_path)
+        selection.kernels_of(rows.assign(channel=[2, 7]), tmp_path)
 
 
 def test_galleries_panels_share_rows_and_centre_kernels_at_zero():
@@ -245,16 +223,16 @@ def test_galleries_panels_share_rows_and_centre_kernels_at_zero():
 
 def test_grouped_activation_boxes_and_empty_panels(tmp_path):
     res = _frame([("a", "in1k", 5, 0, 10, "on", True), ("a", "random-init-seed0", 5, 0, 10, "on", False)])
-    sel = plots.select_kernels(res, 5)
-    groups = {"trained": sel, "random init": plots.twins_of(sel, res)}
-    table = plots.activation_table(groups, normalise=True)
+    sel = selection.select_kernels(res, 5)
+    groups = {"trained": sel, "random init": selection.twins_of(sel, res)}
+    table = tables.activation_table(groups, normalise=True)
     assert set(table["group"]) == {"trained"} and len(table) == 10          # twins: nothing clustered
     np.testing.assert_allclose(table["activation"], table["total_activation"] / table["norm"])
     fig = plots.total_activation_boxes(table, class_col="merged", value_col="activation", group_col="group",
                                        groups=list(groups))
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["trained (10 kernels)",
                                                                              "random init (0 kernels)"]
-    stats = plots.activation_stats(table)
+    stats = tables.activation_stats(table)
     assert stats["trained"]["on"]["n"] == 10
     empty = pd.DataFrame(index=pd.Index([0, 1], name="layer"))              # a twin with nothing clustered
     fig = plots.proportion_panels({"trained": pd.DataFrame({"on": [0.5, 0.2]}), "twin": empty})

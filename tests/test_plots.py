@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import AxesImage
 
-from kernels_lib import dog, plots
+from kernels_lib import dog, notebooks, pca, plots, tables, vocab
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -54,23 +54,24 @@ def test_nan_kernels_are_refused_not_drawn():
 
 
 def test_one_colour_and_readable_name_per_class():
-    colours = [plots.PALETTE[c] for c in plots.CLASS_ORDER]
-    assert len(set(colours)) == len(colours)
-    assert set(dog.MERGED_CLASSES) <= set(plots.PALETTE)
-    for fine in dog.CLASSES:                               # fine classes take their merged class's colour
-        assert plots.class_color(fine) == plots.PALETTE[dog.merge_class(fine)]
-    assert plots.class_label("on") == "On-centre DoG"
-    assert plots.class_label("off-dxy") == "Off-centre ∂xy"
-    assert plots.ordered_classes(["other", "1st-derivative", "off", "on"]) == ["on", "off", "1st-derivative", "other"]
-    with pytest.raises(KeyError, match="no colour"):
-        plots.class_color("gabor")
+    colours = [plots.PALETTE[c] for c in vocab.CLASS_ORDER]
+    assert len(set(colours)) == len(colours) and set(plots.PALETTE) == set(vocab.CLASS_ORDER)
+    for fine in vocab.CLASSES:                               # fine classes take their merged class's colour
+        assert plots.class_color(fine) == plots.PALETTE[vocab.merge_class(fine)]
+    assert vocab.display_name("on") == "On-centre DoG"
+    assert vocab.display_name("off-dxy") == "Off-centre ∂xy"
+    assert vocab.order_classes(["other", "1st-derivative", "off", "on"]) == ["on", "off", "1st-derivative", "other"]
+    with pytest.raises(vocab.UnknownClassError, match="unknown class 'gabor'"):
+        plots.class_color("gabor")               # a typo is an error, never a new colour
+    with pytest.raises(vocab.UnknownClassError, match="did you mean 'on-cross'"):
+        vocab.merge_class("on-crss")
 
 
 def test_rows_gallery_and_figure2_layout(tmp_path, synthetic):
     fig = plots.class_gallery(synthetic.kernels, synthetic.merged, per_class=5, seed=1, title="gallery")
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
-    present = plots.ordered_classes(synthetic.merged)
-    assert [lab.split("\n")[0] for lab in labels] == [plots.class_label(c) for c in present]
+    present = vocab.order_classes(synthetic.merged)
+    assert [lab.split("\n")[0] for lab in labels] == [vocab.display_name(c) for c in present]
     colours = [ax.yaxis.label.get_color() for ax in fig.axes if ax.get_ylabel()]
     assert colours == [plots.class_color(c) for c in present]
     assert all(lo == -hi for im in _images(fig) for lo, hi in [im.get_clim()])
@@ -98,7 +99,7 @@ def test_dog_family_surfaces_and_maps(tmp_path):
 
 def test_pca_finds_pure_clusters_on_synthetic_kernels(tmp_path, synthetic):
     kernels = np.concatenate([synthetic.kernels, np.full((1, 7, 7), 0.3, np.float32)])  # + one constant kernel
-    result = plots.kernel_pca(kernels, n_components=3, n_clusters=8, seed=0)
+    result = pca.kernel_pca(kernels, n_components=3, n_clusters=8, seed=0)
     assert result.n_degenerate == 1 and len(result.index) == len(synthetic.kernels)
     assert np.isfinite(result.coords).all()
     ev = result.explained_variance_ratio
@@ -124,11 +125,11 @@ def test_proportions_bars_and_activation_boxes(tmp_path, synthetic):
     labels = pd.DataFrame({"layer": np.arange(len(synthetic.merged)) % 4, "class": synthetic.merged})
     labels.loc[labels.index % 7 == 0, "class"] = "unclustered"
     counts = pd.crosstab(labels["layer"], labels["class"])
-    props = counts.div(counts.sum(axis=1), axis=0)[plots.ordered_classes(set(labels["class"]) - {"unclustered"})]
+    props = counts.div(counts.sum(axis=1), axis=0)[vocab.order_classes(set(labels["class"]) - {"unclustered"})]
     fig = plots.stacked_proportions(props, title="per layer")
     ax = fig.axes[0]
     handles, names = ax.get_legend_handles_labels()
-    assert names == [plots.class_label(c) for c in props.columns]
+    assert names == [vocab.display_name(c) for c in props.columns]
     bars = [p for p in ax.patches]
     assert bars[0].get_height() == pytest.approx(props.iloc[0, 0])
     assert bars[0].get_facecolor()[:3] == pytest.approx(tuple(int(plots.class_color(props.columns[0])[i:i + 2], 16) / 255
@@ -149,11 +150,11 @@ def test_centroids_tables_and_results(tmp_path):
     fig = plots.centroid_figure(cents, np.arange(1, 11))
     assert len(_images(fig)) == 10 and "n=10 (18.2%)" in [ax.get_xlabel() for ax in fig.axes]
     df = pd.DataFrame({"model": ["a|b", "c"], "clustered (%)": [97.333, 50.0]})
-    paths = plots.save_table(df, "t1", tmp_path)
+    paths = tables.save_table(df, "t1", tmp_path)
     assert pd.read_csv(paths["csv"]).equals(df)
     md = (tmp_path / "tables" / "t1.md").read_text().splitlines()
     assert md[0] == "| model | clustered (%) |" and md[2] == "| a\\|b | 97.33 |"
-    path = plots.save_results(tmp_path / "results", "99_x", {"n": np.int64(3), "v": np.arange(2), "p": tmp_path})
+    path = notebooks.save_results(tmp_path / "results", "99_x", {"n": np.int64(3), "v": np.arange(2), "p": tmp_path})
     assert json.loads(path.read_text()) == {"n": 3, "v": [0, 1], "p": str(tmp_path)}
     with pytest.raises(ValueError, match="non-finite"):
-        plots.save_results(tmp_path, "bad", {"x": float("nan")})
+        notebooks.save_results(tmp_path, "bad", {"x": float("nan")})

@@ -61,3 +61,15 @@ def test_model_without_depthwise_conv_is_a_clear_error():
     layers = [layer for layer in _layers() if not layer.is_depthwise]
     with pytest.raises(NoDepthwiseError, match="no depthwise convolution"):
         kernel_table(layers, "resnet-like", "t", "module")
+
+
+def test_layer_order_is_recorded_and_depth_left_undefined_when_only_names_order_the_layers():
+    layers = [ConvLayer(f"dw{i}", np.random.default_rng(i).normal(size=(4, 1, 3, 3)).astype(np.float32), 4, 4)
+              for i in range(3)]
+    network = kernel_table(layers, "m", "t", "module")
+    assert (network["layer_order"] == "network").all() and network["depth"].tolist()[::4] == [0.0, 0.5, 1.0]
+    by_name = kernel_table(layers, "m", "t", "state_dict", layer_order="name")
+    assert (by_name["layer_order"] == "name").all() and by_name["depth"].isna().all()   # unknown, never guessed
+    assert by_name["layer"].tolist()[::4] == [0, 1, 2]
+    with pytest.raises(ValueError, match="layer_order"):
+        kernel_table(layers, "m", "t", "module", layer_order="alphabetical")

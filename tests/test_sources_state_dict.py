@@ -1,6 +1,7 @@
 """Checkpoint files: kernels read by shape equal the module walk of the model they came from."""
 import argparse
 import os
+import pickle
 from collections import OrderedDict
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from kernels_lib.errors import CorruptFileError
+from kernels_lib.errors import CorruptFileError, UnsafeFileError
 from kernels_lib.records import depthwise_layers, kernel_table
 from kernels_lib.sources.module import conv_layers
 from kernels_lib.sources.state_dict import StateDictMismatchError, load_state_dict_file, state_dict_layers
@@ -132,7 +133,7 @@ def test_truncated_file_is_corrupt(files, tmp_path, name):
 def test_other_model_formats_point_to_their_source(tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"\x1c\x00\x00\x00TFL3" + os.urandom(64))
-    with pytest.raises(CorruptFileError, match="tflite_layers"):
+    with pytest.raises(CorruptFileError, match=r"look like a tflite file \(\.tflite\)"):
         state_dict_layers(path)
 
 
@@ -144,9 +145,33 @@ def test_missing_file(tmp_path):
 def test_checkpoint_with_arbitrary_objects_is_refused_with_advice(tmp_path):
     path = tmp_path / "pickled.pth"
     torch.save({"model": {"dw.weight": torch.ones(4, 1, 3, 3)}, "trainer": _Unknown()}, path)
-    with pytest.raises(CorruptFileError, match="weights_only=False") as info:
+    with pytest.raises(UnsafeFileError, match="weights_only=False") as info:
         load_state_dict_file(path)
     assert str(path) in str(info.value) and "_Unknown" in str(info.value)
+
+
+class _RunsCommand:
+    """Unpickling this calls os.system: what a hostile checkpoint would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("save", [torch.save, lambda obj, path: path.write_bytes(pickle.dumps(obj))],
+                         ids=["torch.save", "plain-pickle"])
+def test_code_executing_pickle_is_refused_not_called_corrupt(tmp_path, save):
+    marker = tmp_path / "ran"
+    path = tmp_path / "hostile.pth"
+    save({"dw.weight": torch.ones(4, 1, 3, 3), "payload": _RunsCommand(marker)}, path)
+    with pytest.raises(UnsafeFileError) as info:
+        state_dict_layers(path)
+    message = str(info.value)
+    assert str(path) in message and "code-executing objects and was not loaded" in message
+    assert "system" in message and "corrupt" not in message
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from kernels_lib.errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
 from kernels_lib.sources.module import conv_layers
+from conftest import write_hub_cache
 from kernels_lib.sources.timm_source import (
     create_timm_model,
     hub_cache_dir,
@@ -63,18 +64,6 @@ def _state(model):
 def _same_weights(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     return list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def _write_hub_cache(hub, repo_id, files: dict, revision="0123456789abcdef0123456789abcdef01234567"):
-    """huggingface_hub's cache layout: models--org--name/refs/main → snapshots/<revision>/<files>."""
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    for name, write in files.items():
-        write(snapshot / name)
-    return snapshot
 
 
 def test_unknown_model_suggests_close_names():
@@ -164,7 +153,7 @@ def test_pretrained_loads_from_a_populated_hub_cache_without_network(empty_hf, f
     reference = create_timm_model("tf_efficientnet_lite0.in1k", pretrained=False, seed=11)
     writer = (lambda path: save_file({k: v.contiguous() for k, v in _state(reference).items()}, path)) \
         if filename.endswith(".safetensors") else (lambda path: torch.save(_state(reference), path))
-    _write_hub_cache(empty_hf, "timm/tf_efficientnet_lite0.in1k", {filename: writer})
+    write_hub_cache(empty_hf, "timm/tf_efficientnet_lite0.in1k", lambda folder: writer(folder / filename))
     with _network_log() as net:
         loaded = create_timm_model("tf_efficientnet_lite0")  # default tag is .in1k
     assert net == [], "a cached file is used without asking the hub"
@@ -178,8 +167,8 @@ def test_pretrained_loads_from_a_populated_hub_cache_without_network(empty_hf, f
 
 
 def test_corrupt_cached_file_names_the_file(empty_hf):
-    snapshot = _write_hub_cache(empty_hf, "timm/tf_efficientnet_lite0.in1k",
-                                {"model.safetensors": lambda path: path.write_bytes(os.urandom(4096))})
+    snapshot = write_hub_cache(empty_hf, "timm/tf_efficientnet_lite0.in1k",
+                               lambda folder: (folder / "model.safetensors").write_bytes(os.urandom(4096)))
     with pytest.raises(CorruptFileError) as info:
         create_timm_model("tf_efficientnet_lite0.in1k")
     assert str(snapshot / "model.safetensors") in str(info.value)

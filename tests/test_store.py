@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from kernels_lib import store, zoo
+from kernels_lib import errors, extract, fileio, store, zoo
 from kernels_lib.errors import CorruptFileError, KernelsLibError
 from kernels_lib.records import KERNEL_COLUMNS, ConvLayer, kernel_array, kernel_table
 
@@ -137,12 +137,12 @@ def test_killed_writer_leaves_no_partial_file(tmp_path):
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert len(leftovers) == 1 and leftovers[0].name.endswith(".tmp")
     assert len(store.read_kernels(tmp_path)) == len(done)       # the hidden temp file is not a kernel file
-    assert store.remove_stale_temp_files(tmp_path) == leftovers  # its writer is dead, so it goes
+    assert fileio.remove_stale_temp_files(tmp_path) == leftovers  # its writer is dead, so it goes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done.parquet"]
 
 
 def test_bad_paths_are_clear_errors(tmp_path):
-    with pytest.raises(store.KernelDatabaseError, match="does not exist.*extract"):
+    with pytest.raises(errors.KernelDatabaseError, match="does not exist.*extract"):
         store.read_kernels(tmp_path / "nothing")
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet at all")
@@ -169,18 +169,18 @@ def test_extraction_stops_cleanly_and_resumes(tmp_path):
     out = tmp_path / "db"
     broken = zoo.load_model_set(_write_set(tmp_path / "broken.yaml", [_TFLITE, _BAD, _TWIN]))
     with pytest.raises(KernelsLibError, match="no_such_model"):
-        store.extract(broken, out, progress=False, stop_on_error=True)
+        extract.extract(broken, out, progress=False, stop_on_error=True)
     assert sorted(p.name for p in out.iterdir()) == ["hand_recrop__mediapipe_0.10.21.parquet"]
     first = (out / "hand_recrop__mediapipe_0.10.21.parquet").read_bytes()
 
     # without stop_on_error the failure is reported and the rest goes on
-    report = store.extract(broken, out, progress=False)
+    report = extract.extract(broken, out, progress=False)
     assert report.skipped == ["hand_recrop.mediapipe==0.10.21"]
     assert report.extracted == ["hand_recrop.random-init-seed3"]
     assert [entry_id for entry_id, _ in report.failed] == ["no_such_model.rapidocr==3.10.0"]
 
     fixed = zoo.load_model_set(_write_set(tmp_path / "fixed.yaml", [_TFLITE, _ONNX, _TWIN]))
-    report = store.extract(fixed, out, progress=False)
+    report = extract.extract(fixed, out, progress=False)
     assert report.extracted == ["ch_ppocr_mobile_v2.0_cls_mobile.rapidocr==3.10.0"]
     assert len(report.skipped) == 2 and not report.failed
     assert (out / "hand_recrop__mediapipe_0.10.21.parquet").read_bytes() == first
@@ -189,22 +189,58 @@ def test_extraction_stops_cleanly_and_resumes(tmp_path):
 
 def test_kernel_size_selection_and_widening(tmp_path):
     model_set = zoo.load_model_set(_write_set(tmp_path / "s.yaml", [_ONNX]))
-    report = store.extract(model_set, tmp_path, kernel_sizes=[5], progress=False)
+    report = extract.extract(model_set, tmp_path, kernel_sizes=[5], progress=False)
     assert report.extracted and set(store.read_kernels(tmp_path, columns=["kh"]).kh) == {5}
-    assert store.extract(model_set, tmp_path, kernel_sizes=[5], progress=False).skipped
+    assert extract.extract(model_set, tmp_path, kernel_sizes=[5], progress=False).skipped
     # asking for more sizes than the file holds extracts again, keeping the union
-    report = store.extract(model_set, tmp_path, kernel_sizes=[3], progress=False)
+    report = extract.extract(model_set, tmp_path, kernel_sizes=[3], progress=False)
     assert report.extracted
     sizes = store.read_kernels(tmp_path, columns=["kh"]).kh.value_counts().to_dict()
     assert sizes == {5: 800, 3: 64}
     assert store.read_provenance(tmp_path).loc[0, "kernel_sizes"] == [3, 5]
 
 
+def test_a_file_of_an_older_schema_is_refused_and_extracted_again(tmp_path):
+    model_set = zoo.load_model_set(_write_set(tmp_path / "s.yaml", [_ONNX]))
+    extract.extract(model_set, tmp_path / "db", progress=False)
+    [path] = (tmp_path / "db").glob("*.parquet")
+    current = path.read_bytes()
+    old = pq.read_table(path).drop_columns(["layer_order"])        # as kernels_lib wrote it before layer_order
+    pq.write_table(old.replace_schema_metadata(pq.read_schema(path).metadata), path)
+    with pytest.raises(CorruptFileError, match=r"another version of kernels_lib.*layer_order.*extract it again"):
+        store.read_kernels(tmp_path / "db")
+    report = extract.extract(model_set, tmp_path / "db", progress=False)
+    assert report.extracted and path.read_bytes() == current
+
+
+def test_a_file_that_keeps_no_layer_order_says_so(tmp_path):
+    """A safetensors state dict read without its model: layers sorted by name, depth unknown, the
+    per-layer figures' axis named by layer name."""
+    from safetensors.numpy import save_file
+
+    from kernels_lib import tables
+
+    rng = np.random.default_rng(0)
+    save_file({f"block_{i}.dw.weight": rng.normal(size=(4, 1, 3, 3)).astype(np.float32) for i in (10, 2, 1)},
+              str(tmp_path / "net.safetensors"))
+    model_set = zoo.load_model_set(_write_set(tmp_path / "s.yaml", [
+        f"{{kind: state_dict, model: net, path: {tmp_path / 'net.safetensors'}}}"]))
+    report = extract.extract(model_set, tmp_path / "db", progress=False)
+    assert not report.failed and any("unknown" in note for note in report.notes["net.net.safetensors"])
+    table = store.read_kernels(tmp_path / "db")
+    assert (table["layer_order"] == "name").all() and table["depth"].isna().all()
+    assert table.drop_duplicates("layer")["module"].tolist() == ["block_1.dw", "block_2.dw", "block_10.dw"]
+    assert "name" in store.read_provenance(tmp_path / "db").loc[0, "layer_order"]
+    rows = table.assign(merged="on", clustering="autoencoder")
+    assert tables.layer_proportions(rows, "net").index.tolist() == ["block_1.dw", "block_2.dw", "block_10.dw"]
+    assert "true depth is unknown" in tables.layer_axis_label(rows)
+
+
 @pytest.fixture(scope="module")
 def smoke_db(tmp_path_factory):
     """The smoke set extracted in one uninterrupted in-process run."""
     out = tmp_path_factory.mktemp("smoke_full")
-    report = store.extract(zoo.load_model_set("smoke"), out, progress=False)
+    report = extract.extract(zoo.load_model_set("smoke"), out, progress=False)
     assert not report.failed, report.failed
     return out
 
@@ -240,7 +276,7 @@ def test_interrupted_cli_run_resumes_to_identical_bytes(tmp_path, smoke_db):
         assert (out / name).read_bytes() == (smoke_db / name).read_bytes()
 
     smoke = zoo.load_model_set("smoke")
-    report = store.extract(smoke, out, progress=False)
+    report = extract.extract(smoke, out, progress=False)
     file_of = {e.id: store.kernel_file_name(e.model, e.weights_tag) for e in smoke.entries}
     all_files = sorted(p.name for p in smoke_db.glob("*.parquet"))
     done_now = sorted(file_of[entry_id] for entry_id in report.extracted)

@@ -8,7 +8,6 @@ set before huggingface_hub is imported (it reads them into module constants at i
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -18,9 +17,10 @@ import pytest
 import safetensors.torch
 import timm
 import torch
-from timm.models._hub import save_for_hf
 
 from kernels_lib.sources.wheels import load_wheel_model
+
+from conftest import save_timm_to_hub
 
 pytestmark = pytest.mark.slow
 
@@ -41,24 +41,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _write_hub_cache(hub, state_dict):
-    """Save like timm's push_to_hub does, into a snapshot folder named by a content-derived revision."""
-    model = timm.create_model("tf_efficientnet_lite0.in1k", pretrained=False)
-    model.load_state_dict(state_dict, strict=True)
-    repo = hub / ("models--" + HUB_ID.replace("/", "--"))
-    staging = repo / "staging"
-    save_for_hf(model, staging, safe_serialization=True)
-    revision = hashlib.sha1((staging / "model.safetensors").read_bytes()).hexdigest()
-    (repo / "snapshots").mkdir()
-    staging.rename(repo / "snapshots" / revision)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    return repo / "snapshots" / revision
-
-
 def test_timm_pretrained_loads_from_local_hub_cache(tmp_path):
     remapped = load_wheel_model("tf_efficientnet_lite0").state_dict()
-    snapshot = _write_hub_cache(tmp_path / "hub", remapped)
+    model = timm.create_model("tf_efficientnet_lite0.in1k", pretrained=False)
+    model.load_state_dict(remapped, strict=True)
+    snapshot = save_timm_to_hub(tmp_path / "hub", model, HUB_ID)
     assert {p.name for p in snapshot.iterdir()} == {"model.safetensors", "config.json"}
 
     out = tmp_path / "loaded.safetensors"

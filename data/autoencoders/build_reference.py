@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from kernels_lib import dog
-from kernels_lib.analysis import autoencoder_classifier
-from kernels_lib.autoencoder import RANDOM_INIT_PREFIX, Autoencoder, train_from_db
+from kernels_lib.classify import autoencoder_classifier
+from kernels_lib.autoencoder import Autoencoder
+from kernels_lib.corpus import train_from_db
+from kernels_lib.vocab import RANDOM_INIT_PREFIX
 from kernels_lib.spectrum import CLASSIFY_CODES, decode_spectrum, label_spectrum, propose_labels, read_labels
 
 HERE = Path(__file__).resolve().parent
@@ -49,13 +51,13 @@ def evaluate(ae: Autoencoder, intervals, db=None) -> dict:
     k = ae.kernel_shape[0]
     clf = autoencoder_classifier(ae, labels=intervals)
     bank = dog.synthetic_bank(k, 20_000, snr=PAPER_SNR[k], seed=12_345)
-    got = clf.classify(bank.kernels)["label"].to_numpy()
+    got = clf.predict(bank.kernels)["label"].to_numpy()
     per_class = {}
     for c in sorted(set(bank.merged)):
         hit = got == c
         per_class[c] = {"precision": round(float(np.mean(bank.merged[hit] == c)), 4) if hit.any() else None,
                         "recall": round(float(np.mean(got[bank.merged == c] == c)), 4)}
-    rnd = clf.classify(dog.random_kernels(k, 20_000, seed=7))
+    rnd = clf.predict(dog.random_kernels(k, 20_000, seed=7))
     out = {
         "threshold": clf.threshold,
         "intervals": len(intervals),
@@ -69,7 +71,7 @@ def evaluate(ae: Autoencoder, intervals, db=None) -> dict:
 
         meta, kernels = store.read_kernel_array(db, k, columns=["model", "weights_tag"])
         if len(kernels):
-            rows = clf.classify(kernels)
+            rows = clf.predict(kernels)
             named = ~rows["label"].isin(NOT_A_CLASS).to_numpy()
             twin = meta["weights_tag"].astype(str).str.startswith(RANDOM_INIT_PREFIX).to_numpy()
             real = {"database": str(Path(db).relative_to(ROOT)) if Path(db).is_relative_to(ROOT) else str(db),
@@ -125,7 +127,7 @@ def build(k: int, overwrite: bool) -> Path:
                        "random_init_labelled": c[2]["database_kernels"]["random_init_labelled"],
                        "synthetic_accuracy": c[2]["synthetic"]["accuracy_merged"],
                        "random_iid_clustered": c[2]["random_iid_clustered"],
-                       "final_loss": c[0].provenance["final_loss"], "labels": c[2]["labels"],
+                       "best_loss": c[0].provenance["best_loss"], "labels": c[2]["labels"],
                        "passes_checks": n in ok}
                    for n, c in cands.items()}
         decision = (f"5x5: '{best}' chosen: more trained kernels labelled (ties: synthetic accuracy) among "

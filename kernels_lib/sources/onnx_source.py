@@ -17,39 +17,52 @@ import onnx
 import onnx.inliner
 from onnx import numpy_helper
 
-from ..errors import CorruptFileError, WeightsUnavailableError
+from ..errors import CorruptFileError, KernelsLibError, WeightsUnavailableError
 from ..records import ConvLayer
+from .files import Reading, checked_path, format_hint
 
-def onnx_layers(path) -> list[ConvLayer]:
+def read_onnx(path) -> Reading:
     """Every 2-D `Conv` (and `QLinearConv`) node of the ONNX file at `path`, in graph order.
 
-    Nodes inside control-flow subgraphs (If/Loop/Scan bodies) and model-local functions are
-    listed where their parent node stands. Weights come back as float32 in PyTorch layout [out, in/groups, kh, kw].
-    1-D and 3-D convolutions and `ConvInteger` nodes are left out with a warning.
+    ONNX requires a graph's nodes in topological order, so graph order is network order. Nodes
+    inside control-flow subgraphs (If/Loop/Scan bodies) and model-local functions are listed
+    where their parent node stands. Weights come back as float32 in PyTorch layout [out, in/groups, kh, kw].
+    1-D and 3-D convolutions and `ConvInteger` nodes are left out and named in the notes.
     """
-    path = Path(path)
-    model = _load(path)
-    reader = _GraphReader(path)
-    reader.walk(model.graph, ChainMap(), ChainMap(), ChainMap())
+    path = checked_path(path)
+    try:
+        model = _load(path)
+        reader = _GraphReader(path)
+        reader.walk(model.graph, ChainMap(), ChainMap(), ChainMap())
+    except KernelsLibError:
+        raise
+    except Exception as exc:  # any parser or numpy failure on a damaged file
+        raise CorruptFileError(f"{path} cannot be read as an ONNX model ({type(exc).__name__}: {exc}); "
+                               "the file looks truncated or damaged") from exc
+    notes = []
     if reader.not_2d:
-        warnings.warn(f"{path}: left out {len(reader.not_2d)} convolution(s) that are not 2-D: "
-                      f"{reader.not_2d[:5]}", stacklevel=2)
+        notes.append(f"left out {len(reader.not_2d)} convolution(s) that are not 2-D: {reader.not_2d[:5]}")
     if reader.unread:
-        warnings.warn(f"{path}: {len(reader.unread)} ConvInteger node(s) not read (their weights are "
-                      f"integers whose scale is applied by later nodes): {reader.unread[:5]}",
-                      stacklevel=2)
-    return reader.layers
+        notes.append(f"{len(reader.unread)} ConvInteger node(s) not read (their weights are integers whose "
+                     f"scale is applied by later nodes): {reader.unread[:5]}")
+    return Reading(tuple(reader.layers), "onnx", "network", tuple(notes))
+
+
+def onnx_layers(path) -> list[ConvLayer]:
+    """The conv layers of `read_onnx(path)`; what it left out is warned about."""
+    reading = read_onnx(path)
+    for note in reading.notes:
+        warnings.warn(f"{path}: {note}", stacklevel=2)
+    return list(reading.layers)
 
 
 def _load(path: Path) -> onnx.ModelProto:
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX file not found: {path}")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf decode errors, missing external data, ...
         raise CorruptFileError(
             f"{path} cannot be read as an ONNX model ({type(exc).__name__}: {exc}); "
-            "check that the file is complete and really an .onnx file") from exc
+            f"check that the file is complete and really an .onnx file.{format_hint(path)}") from exc
     if model.ir_version == 0 or not model.HasField("graph"):
         raise CorruptFileError(f"{path} is not an ONNX model: it has no IR version or no graph")
     # Convs inside model-local functions (e.g. torch.onnx's dynamo export) are only seen once inlined.

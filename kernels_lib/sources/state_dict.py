@@ -1,26 +1,26 @@
-"""Convolution layers straight from checkpoint files: .pth / .pt / .bin (torch) and .safetensors.
+"""Convolution layers straight from checkpoint files: .pth / .pt / .bin / .ckpt (torch) and .safetensors.
 
-Checkpoints of models outside timm (HorNet, MogaNet, RepLKNet, original ConvNeXt) come as files
-whose model class may not be at hand. Without a model, layers are recognised by weight shape:
+Checkpoints of models outside timm (HorNet, MogaNet, RepLKNet, original ConvNeXt) and weights
+converted from Keras/TensorFlow/JAX come as files whose model class may not be at hand. Without
+a model, conv weights are recognised by shape whatever their names (`by_shape`: PyTorch or TF
+layout, detected or given with `layout=`), and what was left out is said in the notes.
+With a model, the file is loaded into it and the module walk gives exact groups, stride and dilation.
 
-- a 4-D tensor named `*.weight` of shape [C, 1, kh, kw] with kh > 1 or kw > 1 is depthwise
-  (groups = in_channels = C);
-- a 4-D `*.weight` of shape [O, I, kh, kw] with I > 1 is a regular conv (groups = 1, in = I);
-- [C, 1, 1, 1] is ambiguous (a 1×1 depthwise conv or a scale) and skipped.
+Order: torch files keep the order the tensors were saved in ("file": the model's registration
+order, network order for nearly every model); safetensors files keep no order (keys come back
+sorted), so their layers are put in natural name order ("blocks.2" before "blocks.10") and the
+reading says that the true order is unknown ("name"): a stem named after the blocks lands last.
 
-What shapes cannot tell, and is therefore only right when a model is given: stride and dilation
-(recorded as (1, 1)), a channel multiplier (a [2C, 1, k, k] conv is recorded with in_channels 2C),
-grouped convs (recorded as regular with in = I / groups), a one-channel stem [O, 1, k, k]
-(taken as depthwise), transposed convs. Layer order is file order for torch files; safetensors
-files keep no order (keys come back sorted), so their keys are put in natural order
-("blocks.2" before "blocks.10"), which is network order for numbered blocks but not, e.g., for a
-stem named after the blocks. Pass the model for the authoritative module walk.
+A pickle that would call anything but tensor rebuilders (e.g. `os.system`) is never loaded:
+`torch.load(weights_only=True)` refuses it and `UnsafeFileError` says so.
 """
 from __future__ import annotations
 
 import argparse
 import pickle
+import pickletools
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -28,45 +28,32 @@ from safetensors import safe_open
 from timm.models import clean_state_dict
 from torch import nn
 
-from ..errors import CorruptFileError
-from ..records import ConvLayer
+from ..errors import CorruptFileError, UnsafeFileError
+from .by_shape import Tensor, layers_by_shape
+from .files import Reading, checked_path, format_hint, natural_key, sniff
 from .module import conv_layers
 
 #: Keys under which training code stores the state dict, in order of preference (EMA weights first, as timm).
 WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 #: Harmless non-tensor objects common in training checkpoints (e.g. timm's and ConvNeXt's saved `args`).
 _SAFE_GLOBALS = [argparse.Namespace]
-_EXPECTED = "a PyTorch checkpoint (.pth/.pt/.bin, saved with torch.save) or a .safetensors file"
+#: Modules whose globals a torch checkpoint's pickle names routinely (rebuilders, containers).
+_HARMLESS_MODULES = {"torch", "collections", "argparse", "_codecs", "numpy"}
+_EXPECTED = "a PyTorch checkpoint (.pth/.pt/.bin/.ckpt, saved with torch.save) or a .safetensors file"
 
 
 class StateDictMismatchError(CorruptFileError):
     """A checkpoint whose tensors do not fit the model it is loaded into."""
 
 
-def _checked_path(path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        what = "a directory, not a file" if path.is_dir() else "no such file"
-        raise FileNotFoundError(f"checkpoint file not found: {path} ({what})")
-    return path
-
-
-def _sniff(path: Path) -> str:
+def _format(path: Path) -> str:
     """'zip' / 'pickle' (torch.save, new / legacy format) or 'safetensors', from the first bytes."""
+    kind = sniff(path)
+    if kind in ("zip", "pickle", "safetensors"):
+        return kind
     with open(path, "rb") as f:
-        head = f.read(9)
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"\x80"):
-        return "pickle"
-    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
-        return "safetensors"
-    hint = ""
-    if head[4:8] == b"TFL3":
-        hint = " It is a TFLite model: use kernels_lib.sources.tflite_source.tflite_layers."
-    elif path.suffix.lower() == ".onnx":
-        hint = " For ONNX models use kernels_lib.sources.onnx_source.onnx_layers."
-    raise CorruptFileError(f"{path} is not {_EXPECTED} (unrecognised first bytes {head[:8]!r}).{hint}")
+        head = f.read(8)
+    raise CorruptFileError(f"{path} is not {_EXPECTED} (unrecognised first bytes {head!r}).{format_hint(path)}")
 
 
 def _torch_load(path: Path, fmt: str):
@@ -74,19 +61,43 @@ def _torch_load(path: Path, fmt: str):
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=fmt == "zip")
     except pickle.UnpicklingError as exc:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        named = re.search(r"GLOBAL (\S+)", str(exc), re.IGNORECASE)  # the wording varies across torch versions
+        unsafe = [named.group(1)] if named else _foreign_globals(path, fmt)
         if unsafe:
-            raise CorruptFileError(
-                f"{path} holds Python objects other than tensors (e.g. {unsafe.group(1)}), which "
-                "torch.load(weights_only=True) refuses because unpickling them can run code. "
-                "If you trust the file: obj = torch.load(path, weights_only=False), then "
-                "torch.save(<its state dict>, 'clean.pth') and read clean.pth"
+            raise UnsafeFileError(
+                f"{path} holds code-executing objects and was not loaded: unpickling it would call "
+                f"{', '.join(unsafe[:5])}, and torch.load(weights_only=True) runs nothing but tensor rebuilders. "
+                "If you trust the file and know what it runs: obj = torch.load(path, weights_only=False), "
+                "then torch.save(<its state dict>, 'clean.pth') and read clean.pth"
             ) from exc
         raise CorruptFileError(f"{path} is corrupt or truncated: expected {_EXPECTED} ({exc})") from exc
     except Exception as exc:  # torch reports damage as RuntimeError, EOFError, ValueError, ...
         raise CorruptFileError(
             f"{path} is corrupt or truncated: expected {_EXPECTED} ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def _foreign_globals(path: Path, fmt: str) -> list[str]:
+    """Globals outside torch/collections that the pickle in `path` names, found by reading its
+    opcodes (nothing is executed); empty when the pickle cannot even be parsed."""
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(member)
+        else:
+            data = path.read_bytes()
+        strings, found = [], []
+        for opcode, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if opcode.name == "GLOBAL":
+                found.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # a damaged pickle: nothing can be said about its globals
+        return []
+    return [name for name in dict.fromkeys(found) if name.split(".")[0] not in _HARMLESS_MODULES]
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -107,53 +118,44 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
     return clean_state_dict(tensors)
 
 
-def _natural_key(name: str):
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+def _safetensors_corrupt(path: Path, exc: Exception) -> CorruptFileError:
+    return CorruptFileError(f"{path} is corrupt or truncated: expected {_EXPECTED} ({type(exc).__name__}: {exc})")
 
 
-def _safetensors_tensors(path: Path, keep) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file for which keep(name, shape) holds, in natural key order.
-
-    Only those tensors are read from disk (safe_open reads lazily)."""
+def _safetensors_tensors(path: Path) -> list[Tensor]:
+    """Every tensor of a safetensors file, in natural name order, each read from disk only when asked for."""
+    def reader(name):
+        def read():
+            try:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    return f.get_tensor(name).to(torch.float32).numpy()
+            except Exception as exc:  # safetensors reports damage as SafetensorError
+                raise _safetensors_corrupt(path, exc) from exc
+        return read
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            names = sorted(f.keys(), key=_natural_key)
-            return {name: f.get_tensor(name) for name in names if keep(name, f.get_slice(name).get_shape())}
-    except Exception as exc:  # safetensors reports damage as SafetensorError
-        raise CorruptFileError(
-            f"{path} is corrupt or truncated: expected {_EXPECTED} ({type(exc).__name__}: {exc})"
-        ) from exc
+            listed = []
+            for name in sorted(f.keys(), key=natural_key):
+                view = f.get_slice(name)
+                listed.append(Tensor(clean_state_dict({name: None}).popitem()[0], tuple(view.get_shape()),
+                                     view.get_dtype().startswith(("F", "BF")), reader(name)))
+            return listed
+    except Exception as exc:
+        raise _safetensors_corrupt(path, exc) from exc
 
 
 def load_state_dict_file(path) -> dict[str, torch.Tensor]:
     """The state dict of a checkpoint file, wrappers ('state_dict', 'model', 'model_ema', ...) and
     'module.' prefixes removed. Torch zip files are memory-mapped: tensors are read when used."""
-    path = _checked_path(path)
-    fmt = _sniff(path)
-    if fmt == "safetensors":
-        return clean_state_dict(_safetensors_tensors(path, lambda name, shape: True))
-    return _unwrap(_torch_load(path, fmt), path)
-
-
-def _conv_groups(name: str, shape) -> int | None:
-    """groups of the conv whose weight this is, guessed from its shape (module docstring): 0 for
-    depthwise (groups = out channels), 1 for regular, None for not a conv weight."""
-    if len(shape) != 4 or not (name == "weight" or name.endswith(".weight")):
-        return None
-    _, per_group, kh, kw = shape
-    if per_group == 1 and (kh > 1 or kw > 1):
-        return 0
-    return 1 if per_group > 1 else None
-
-
-def _layer_from_tensor(name: str, tensor: torch.Tensor) -> ConvLayer | None:
-    groups = _conv_groups(name, tensor.shape)
-    if groups is None:
-        return None
-    out, per_group = int(tensor.shape[0]), int(tensor.shape[1])
-    in_channels, groups = (out, out) if groups == 0 else (per_group, 1)
-    weight = tensor.detach().to(torch.float32).numpy().copy()
-    return ConvLayer(name=name[: -len("weight")].rstrip("."), weight=weight, in_channels=in_channels, groups=groups)
+    path = checked_path(path)
+    if _format(path) == "safetensors":
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                tensors = {name: f.get_tensor(name) for name in sorted(f.keys(), key=natural_key)}
+        except Exception as exc:
+            raise _safetensors_corrupt(path, exc) from exc
+        return clean_state_dict(tensors)
+    return _unwrap(_torch_load(path, _format(path)), path)
 
 
 def _load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -175,21 +177,37 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> 
     model.load_state_dict(state, strict=True)
 
 
-def state_dict_layers(path, model: nn.Module | None = None) -> list[ConvLayer]:
-    """Conv layers of a checkpoint file.
+def read_state_dict(path, model: nn.Module | None = None, layout: str | None = None) -> Reading:
+    """Conv layers of a checkpoint file, with how their order is known and what was left out.
 
     With `model`, the file is loaded into it (strictly; the model's weights are replaced) and the
     module walk gives the layers: names, groups, stride and dilation exact. Without, layers are
-    recognised by shape as the module docstring describes; safetensors files are read lazily.
+    recognised by shape (`by_shape`, `layout` "torch"/"tf" or None to detect); safetensors files
+    are read lazily (only the conv tensors are read).
     """
-    path = _checked_path(path)
+    path = checked_path(path)
     if model is not None:
         _load_into(model, load_state_dict_file(path), path)
-        return conv_layers(model)
-    fmt = _sniff(path)
+        return Reading(tuple(conv_layers(model)), "state_dict", "network",
+                       (f"loaded into {type(model).__name__}: the module walk gives order, stride and dilation",))
+    fmt = _format(path)
     if fmt == "safetensors":
-        state = clean_state_dict(_safetensors_tensors(path, lambda name, shape: _conv_groups(name, shape) is not None))
+        tensors, order = _safetensors_tensors(path), "name"
+        notes = ["safetensors keeps no tensor order: layers are sorted by name (natural sort), so the "
+                 "true network order, and with it each layer's depth, is unknown; pass the model for it"]
     else:
         state = _unwrap(_torch_load(path, fmt), path)
-    layers = [_layer_from_tensor(name, tensor) for name, tensor in state.items()]
-    return [layer for layer in layers if layer is not None]
+        tensors = [Tensor(name, tuple(t.shape), t.is_floating_point(),
+                          lambda t=t: t.detach().to(torch.float32).numpy())
+                   for name, t in state.items()]
+        order, notes = "file", []
+    try:
+        layers, shape_notes = layers_by_shape(tensors, path, layout)
+    except RuntimeError as exc:  # a memory-mapped storage that lies past the end of the file
+        raise CorruptFileError(f"{path} is corrupt or truncated: {exc}") from exc
+    return Reading(tuple(layers), "state_dict", order, tuple(notes + shape_notes))
+
+
+def state_dict_layers(path, model: nn.Module | None = None, layout: str | None = None) -> list:
+    """The conv layers of `read_state_dict(path, model, layout)` (list of ConvLayer)."""
+    return list(read_state_dict(path, model, layout).layers)

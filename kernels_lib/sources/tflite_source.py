@@ -8,6 +8,7 @@ TFLite runtime does, so the values equal what the interpreter computes.
 """
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tflite.utils import BUILTIN_OPCODE2NAME
 
 from ..errors import CorruptFileError, KernelsLibError, WeightsUnavailableError
 from ..records import ConvLayer
+from .files import Reading, check_declared, checked_path, format_hint
 
 _DTYPES = {
     TensorType.FLOAT32: np.dtype("<f4"), TensorType.FLOAT16: np.dtype("<f2"),
@@ -34,29 +36,35 @@ _INDEX_VECTORS = {
     SparseIndexVector.Uint16Vector: tflite.Uint16Vector,
     SparseIndexVector.Uint8Vector: tflite.Uint8Vector,
 }
+#: A sparse weight's dense form may be this many times the file's size (pruning keeps a fraction of the values).
+_MAX_DENSE_EXPANSION = 64
 #: Errors the flatbuffer accessors raise when offsets point outside the bytes.
-_PARSE_ERRORS = (IndexError, struct.error, ValueError, TypeError, OverflowError, AttributeError)
+_PARSE_ERRORS = (IndexError, struct.error, ValueError, TypeError, OverflowError, AttributeError, RecursionError)
 
 
-def tflite_layers(path) -> list[ConvLayer]:
+def read_tflite(path) -> Reading:
     """Every CONV_2D and DEPTHWISE_CONV_2D of the .tflite file at `path`, subgraph by subgraph.
 
-    TFLite operators have no names: a layer is named after its stored weight tensor.
+    A subgraph's operators are stored in execution order, so this is network order. TFLite
+    operators have no names: a layer is named after its stored weight tensor.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"TFLite file not found: {path}")
+    path = checked_path(path)
     data = path.read_bytes()
     if len(data) < 8 or not tflite.Model.ModelBufferHasIdentifier(data, 0):
-        raise CorruptFileError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier)")
+        raise CorruptFileError(f"{path} is not a TFLite model (no 'TFL3' flatbuffer identifier).{format_hint(path)}")
     try:
-        return _Reader(path, data).layers()
+        return Reading(tuple(_Reader(path, data).layers()), "tflite", "network")
     except KernelsLibError:
         raise
     except _PARSE_ERRORS as exc:
         raise CorruptFileError(
             f"{path} cannot be parsed as a TFLite flatbuffer ({type(exc).__name__}: {exc}); "
             "the file looks truncated or damaged") from exc
+
+
+def tflite_layers(path) -> list[ConvLayer]:
+    """The conv layers of `read_tflite(path)`."""
+    return list(read_tflite(path).layers)
 
 
 class _Reader:
@@ -148,7 +156,7 @@ class _Reader:
         sparsity = tensor.Sparsity()
         if sparsity is not None:
             return self._densify(values, sparsity, shape, name)
-        if values.size != int(np.prod(shape)):
+        if values.size != math.prod(shape):
             raise CorruptFileError(f"{self.path}: weight {name!r} of shape {list(shape)} has "
                                    f"{values.size} values in its buffer")
         return values.reshape(shape)
@@ -208,6 +216,8 @@ class _Reader:
             block = order[level_index] - rank
             dim = block_map[block]
             original[dim] = original[dim] * levels[rank + block].DenseSize() + indices[level_index]
+        check_declared(self.path, f"sparse weight {name!r} of shape {list(shape)}",
+                       math.prod(shape) * values.dtype.itemsize, _MAX_DENSE_EXPANSION * len(self.data))
         dense = np.zeros(shape, dtype=values.dtype)
         dense[tuple(original)] = values
         return dense

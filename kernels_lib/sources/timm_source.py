@@ -39,6 +39,7 @@ from timm.models import (
 from torch import nn
 
 from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
+from ..vocab import twin_tag
 
 _TRUE = {"1", "on", "yes", "true"}
 
@@ -95,7 +96,7 @@ def resolve_timm_name(name: str, pretrained: bool = True) -> str:
 def timm_weights_tag(name: str, pretrained: bool = True, seed: int | None = None) -> str:
     """The `weights_tag` a kernel record gets: the pretrained tag, or "random-init-seed<N>"."""
     if not pretrained:
-        return f"random-init-seed{0 if seed is None else seed}"
+        return twin_tag(0 if seed is None else seed)
     return split_model_name_tag(resolve_timm_name(name))[1]
 
 

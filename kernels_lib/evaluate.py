@@ -1,0 +1,123 @@
+"""Scoring classifiers on kernels whose class is known, and why an autoencoder and not k-means.
+
+`evaluate` scores any `classify.PrototypeClassifier` — the autoencoder path or the k-means
+baseline (`kmeans.kmeans_baseline`) — with the same code:
+
+* merged-class accuracy: the share of *all* kernels whose predicted merged class is the true
+  one (an unclustered kernel counts as wrong), and the same among clustered kernels only;
+* per-class precision |pred = c ∧ true = c| / |pred = c| and recall |pred = c ∧ true = c| / |true = c|
+  (undefined, NaN, when the denominator is 0);
+* the clustered fraction, on the labelled kernels and on i.i.d. random kernels (which should
+  hardly cluster: a method that clusters noise finds patterns that are not there).
+
+`autoencoder_path` trains an autoencoder and labels its spectrum with no human in the loop, so
+`compare` can set it against k-means like for like. `encoder_dissimilarity` is notebook 05's
+check of the encoder itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import autoencoder, spectrum
+from .classify import PrototypeClassifier, autoencoder_classifier
+from .errors import AnalysisError
+from .kmeans import MIN_SIMILARITY, kmeans_baseline
+from .preprocess import Prepared, to_hyperplane
+from .vocab import AUTOENCODER, MERGED_CLASSES, OTHER, UNCLUSTERED, merge_classes
+
+#: K of the comparison: the paper's 10 classes, its 16 fine classes, and a generous 64.
+KMEANS_SIZES = (10, 16, 64)
+
+
+def autoencoder_path(train, seed: int = 0, threshold: float | None = None, min_similarity: float = MIN_SIMILARITY,
+                     n_codes: int = spectrum.CLASSIFY_CODES, progress: bool = False, **train_kwargs):
+    """Train an autoencoder on `train` [N, k, k], auto-label its spectrum, return (classifier, autoencoder).
+
+    The intervals come from `spectrum.propose_labels` on `n_codes` decoded codes, with no
+    human in the loop, so the comparison with k-means is like for like.
+    """
+    ae = autoencoder.train(np.asarray(train), seed=seed, progress=progress, **train_kwargs)
+    intervals = spectrum.propose_labels(spectrum.decode_spectrum(ae, n_codes), min_similarity)
+    clf = autoencoder_classifier(ae, threshold=threshold, labels=intervals, n_codes=n_codes)
+    clf.info.update({"intervals": intervals, "best_loss": ae.provenance["best_loss"],
+                     "epochs_run": ae.provenance["epochs_run"]})
+    return clf, ae
+
+
+def evaluate(classifier: PrototypeClassifier, kernels, true_classes, random_kernels=None,
+             search: str = "fast") -> dict:
+    """Scores of a classifier on labelled kernels (true merged or fine class names).
+
+    Returns {method, n, accuracy, accuracy_clustered, clustered_fraction, random_clustered_fraction
+    (None without random kernels), chance (share of the most common true class),
+    per_class: DataFrame[class, support, predicted, precision, recall]}. Precision of a class
+    never predicted (and recall of a class absent from the truth) is undefined: NaN, with
+    predicted = 0 (support = 0) to say why.
+    """
+    true = merge_classes(np.asarray(true_classes, dtype=str))
+    pred = classifier.predict(np.asarray(kernels), search=search)
+    if len(pred) != len(true):
+        raise AnalysisError(f"{len(pred)} kernels but {len(true)} true classes")
+    if len(true) == 0:
+        raise AnalysisError("no kernels to evaluate")
+    p = pred["merged"].to_numpy(dtype=str)
+    clustered = pred["clustered"].to_numpy()
+    rows = []
+    for c in [c for c in MERGED_CLASSES if c in set(true) | set(p)]:
+        tp = int(np.sum((p == c) & (true == c)))
+        n_pred, n_true = int(np.sum(p == c)), int(np.sum(true == c))
+        rows.append({"class": c, "support": n_true, "predicted": n_pred,
+                     "precision": tp / n_pred if n_pred else np.nan, "recall": tp / n_true if n_true else np.nan})
+    correct = p == true
+    out = {
+        "method": classifier.method,
+        "n": int(len(true)),
+        "accuracy": float(correct.mean()),
+        "accuracy_clustered": float(correct[clustered].mean()) if clustered.any() else np.nan,
+        "clustered_fraction": float(clustered.mean()),
+        "chance": float(pd.Series(true).value_counts(normalize=True).iloc[0]),
+        "random_clustered_fraction": None,
+        "per_class": pd.DataFrame(rows, columns=["class", "support", "predicted", "precision", "recall"]),
+        "unclustered": int(np.sum(p == UNCLUSTERED)),
+    }
+    if random_kernels is not None:
+        out["random_clustered_fraction"] = float(classifier.predict(np.asarray(random_kernels), search=search)["clustered"].mean())
+    return out
+
+
+def compare(train, test, test_classes, random_kernels, n_clusters=KMEANS_SIZES, seed: int = 0,
+            threshold: float | None = None, min_similarity: float = MIN_SIMILARITY, autoencoder_kwargs=None,
+            n_codes: int = spectrum.CLASSIFY_CODES, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Autoencoder path vs k-means with each K in `n_clusters`, trained on `train`, scored on `test`.
+
+    autoencoder_kwargs go to `autoencoder.train`; n_codes is the number of decoded codes.
+    Returns (summary: one row per method, per_class: one row per method and class, classifiers
+    by method name).
+    """
+    classifiers = {}
+    clf, _ = autoencoder_path(train, seed=seed, threshold=threshold, min_similarity=min_similarity,
+                              n_codes=n_codes, progress=progress, **(autoencoder_kwargs or {}))
+    classifiers[AUTOENCODER] = clf
+    for k in n_clusters:
+        km = kmeans_baseline(train, int(k), seed=seed, threshold=threshold, min_similarity=min_similarity)
+        classifiers[km.method] = km
+    summary, per_class = [], []
+    for name, c in classifiers.items():
+        ev = evaluate(c, test, test_classes, random_kernels)
+        per_class.append(ev.pop("per_class").assign(method=name))
+        ev["n_prototypes"] = len(c.prototypes)
+        ev["labelled_prototypes"] = int(np.sum(c.merged != OTHER))
+        summary.append(ev)
+    cols = ["method", "n_prototypes", "labelled_prototypes", "n", "accuracy", "accuracy_clustered",
+            "clustered_fraction", "random_clustered_fraction", "chance", "unclustered"]
+    per = pd.concat(per_class, ignore_index=True)[["method", "class", "support", "predicted", "precision", "recall"]]
+    return pd.DataFrame(summary)[cols], per, classifiers
+
+
+def encoder_dissimilarity(ae: autoencoder.Autoencoder, prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, 1 − cos between each kernel and the decoding of its own code): how well one number
+    keeps a kernel's shape when the encoder, not a search over codes, picks the number."""
+    codes = ae.encode_coords(prepared.coords)
+    recon = to_hyperplane(ae.decode(codes).reshape(len(codes), -1))
+    return codes, 1.0 - np.einsum("ij,ij->i", prepared.coords, recon)
