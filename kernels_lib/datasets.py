@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import photos
-from .cache import cache_dir
+from .paths import cache_dir
 from .errors import KernelsLibError
 
 #: Channel statistics of ImageNet, the usual normalisation of the torchvision data sets.

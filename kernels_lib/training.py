@@ -43,13 +43,15 @@ from tqdm.auto import tqdm
 from . import __version__, dog, nets
 from .datasets import training_data
 from .errors import KernelsLibError
-from .photos import atomic_write
+from .fileio import atomic_write_text
+from .photos import write_bytes
+from .paths import REFERENCE_AUTOENCODERS, TRAINING_DIR
 from .records import kernel_table
 from .sources.module import conv_layers
 from .store import kernel_file_name, write_kernels
 
 #: Where run folders go by default (the committed default runs live here).
-RUNS_DIR = Path(__file__).resolve().parents[1] / "data" / "training"
+RUNS_DIR = TRAINING_DIR
 SOURCE = "training"
 CHECKPOINT = "checkpoint.pt"
 PROVENANCE = "provenance.json"
@@ -192,12 +194,12 @@ class TrainResult:
 @lru_cache(maxsize=None)
 def reference_classifier(k: int):
     """The paper's classifier for k×k kernels (reference autoencoder, its labels, the paper's threshold);
-    None for a size without a reference autoencoder. The one place that names the classifier's entry point."""
-    from . import analysis
+    None for a size without a reference autoencoder. Cached: decoding the codes takes a few seconds."""
+    from .classify import autoencoder_classifier
 
-    if k not in analysis.REFERENCE_AUTOENCODERS:
+    if k not in REFERENCE_AUTOENCODERS:
         return None
-    return analysis.autoencoder_classifier(analysis.REFERENCE_AUTOENCODERS[k])
+    return autoencoder_classifier(REFERENCE_AUTOENCODERS[k])
 
 
 def _shares(rows) -> dict:
@@ -220,7 +222,7 @@ def clustering_summary(table) -> dict:
         entry = {"threshold": None, "clustered": None, "shares": {}, "per_layer": {}}
         classifier = reference_classifier(int(kh)) if kh == kw else None
         if classifier is not None:
-            result = classifier.classify(kernels)
+            result = classifier.predict(kernels)
             result["layer"] = rows["layer"].to_numpy()
             entry.update(threshold=classifier.threshold, **_shares(result))
             entry["per_layer"] = {int(layer): _shares(part) for layer, part in result.groupby("layer")}
@@ -335,11 +337,11 @@ def _snapshot_from(record: dict, run_dir: Path) -> KernelSnapshot:
 def _save_checkpoint(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def _write_provenance(run_dir: Path, provenance: dict) -> None:
-    atomic_write(run_dir / PROVENANCE, (json.dumps(provenance, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_text(run_dir / PROVENANCE, json.dumps(provenance, indent=1, sort_keys=True) + "\n")
 
 
 def train(config: TrainConfig, run_dir=None, kernel_db=None, resume: bool = False, progress: bool = True,

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from kernels_lib import training
-from kernels_lib.photos import atomic_write
+from kernels_lib.fileio import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 
@@ -125,8 +125,8 @@ def main(argv=None) -> None:
         for name in args.runs:
             build(name, args.overwrite)
     runs = summary(training.DEFAULT_RUNS)
-    atomic_write(HERE / "summary.json", (json.dumps(runs, indent=1) + "\n").encode())
-    atomic_write(HERE / "summary.md", markdown(runs).encode())
+    atomic_write_text(HERE / "summary.json", json.dumps(runs, indent=1) + "\n")
+    atomic_write_text(HERE / "summary.md", markdown(runs))
     print(f"wrote {HERE / 'summary.json'} and summary.md")
 
 
