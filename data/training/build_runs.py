@@ -39,41 +39,10 @@ def build(name: str, overwrite: bool) -> None:
     training.train(config, run_dir=run_dir, resume=(run_dir / training.CHECKPOINT).is_file(), command=command)
 
 
-def _mean_load(history) -> float | None:
-    """Mean 1-minute load average over the epochs (recorded since the load was logged; None before)."""
-    loads = [h["load_average"] for h in history if "load_average" in h]
-    return round(sum(loads) / len(loads), 1) if loads else None
-
-
 def summary(names) -> dict:
-    """Per run: what it trained on, its final accuracy, and % clustered / class shares at each snapshot."""
-    out = {}
-    for name in names:
-        path = HERE / name / training.PROVENANCE
-        if not path.is_file():
-            continue
-        record = json.loads(path.read_text())
-        config, history = record["config"], record["history"]
-        last = history[-1]
-        out[name] = {
-            "data": config["data"], "n_classes": record["data"]["n_classes"], "model": config["model"],
-            "network": training.TrainConfig.from_dict(config).network_options(),
-            "init": config["init"], "epochs": config["epochs"], "epochs_done": record["epochs_done"],
-            "seed": config["seed"], "weight_decay": config["weight_decay"], "augment": config["augment"],
-            "train_accuracy": last.get("train_accuracy"), "val_accuracy": last.get("val_accuracy"),
-            "train_seconds": round(sum(h.get("train_seconds", 0.0) for h in history), 1),
-            "wall_seconds": record["elapsed_s"],
-            "mean_load": _mean_load(history),
-            "images_per_second": round(sum(h.get("images_per_second", 0.0) * h.get("train_seconds", 0.0)
-                                           for h in history) / max(1e-9, sum(h.get("train_seconds", 0.0)
-                                                                             for h in history)), 1),
-            "snapshots": {h["epoch"]: {"val_accuracy": h.get("val_accuracy"), **{
-                size: {"clustered": c["clustered"], "threshold": c["threshold"], "shares": c["shares"],
-                       "per_layer": {layer: v["clustered"] for layer, v in c["per_layer"].items()},
-                       "template_cosine_median": c.get("template_cosine_median")}
-                for size, c in h["clustering"].items()}} for h in history if "clustering" in h},
-        }
-    return out
+    """Per committed run: `training.run_summary` (what it trained on, accuracy, % clustered per snapshot)."""
+    return {name: training.run_summary(training.load_run(HERE / name)) for name in names
+            if (HERE / name / training.CHECKPOINT).is_file()}
 
 
 CLASS_ORDER = ("on", "off", "on-cross", "off-cross", "1st-derivative", "2nd-derivative", "on-square", "off-square",

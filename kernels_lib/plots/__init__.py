@@ -3,7 +3,8 @@
 One module per figure family — `style` (palette, colour scales, saving), `kernels` (kernel
 grids, galleries, centroids), `dog` (Figure 1), `pca` (Figure 4), `spectrum` (Figures 3/31/32),
 `bars` (proportions, % clustered, total activation), `autoencoder` (Figure 16, loss, method
-comparison) — and the public functions gathered here. Figures take data (arrays, tables) and
+comparison), `training` (% clustered over epochs, runs side by side) — and the public functions
+gathered here. Figures take data (arrays, tables) and
 return `matplotlib.figure.Figure` or plotly objects; nothing here reads a database or a file.
 """
 from .autoencoder import architecture_figure, loss_curve, method_comparison, recall_heatmap
@@ -13,6 +14,7 @@ from .kernels import (SPACER, centroid_figure, class_galleries, class_gallery, c
                       cluster_titles, kernel_grid, kernel_rows, regular_vs_depthwise)
 from .pca import pca_figure, pca_scatter_html, template_names
 from .spectrum import spectrum_strip
+from .training import clustered_over_epochs, comparison_table_figure
 from .style import DIVERGING, PALETTE, class_color, cluster_colour, save_figure, save_html, symmetric_limit
 
 __all__ = [
@@ -21,5 +23,5 @@ __all__ = [
     "dog_family_figure", "kernel_grid", "kernel_rows", "loss_curve", "method_comparison", "pca_figure",
     "pca_scatter_html", "proportion_panels", "recall_heatmap", "regular_vs_depthwise", "save_figure",
     "save_html", "spectrum_strip", "stacked_proportions", "symmetric_limit", "template_names",
-    "total_activation_boxes",
+    "total_activation_boxes", "clustered_over_epochs", "comparison_table_figure",
 ]
