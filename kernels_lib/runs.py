@@ -6,6 +6,7 @@ notebooks draw and record: Table 2 beside the paper's numbers, class shares per 
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from . import nets, results, store, tables
@@ -105,3 +106,54 @@ def table_2(kaiming: TrainResult, dog: TrainResult, classified: dict[str, pd.Dat
             "paper_val_accuracy_pct": paper["val_accuracy"], "paper_clustered_pct": paper["clustered"],
         })
     return pd.DataFrame(rows)
+
+
+def chosen_layer_rows(table: pd.DataFrame, layers, per_row: int = 12, seed: int = 0,
+                      classified: pd.DataFrame | None = None) -> list[tuple[str, np.ndarray]]:
+    """Figure 20: random kernels of chosen depthwise layers of one model's kernel table (`records.kernel_table`
+    rows, one weights tag), one row per layer, labelled with its index, size, count and — given `classified`
+    rows of the same kernels — its % clustered. A layer the model lacks is an error naming those it has."""
+    if table[["model", "weights_tag"]].drop_duplicates().shape[0] != 1:
+        raise AnalysisError("chosen_layer_rows takes the kernels of one model and weights; filter the table first")
+    present = sorted(int(v) for v in table["layer"].unique())
+    missing = [int(layer) for layer in layers if int(layer) not in present]
+    if missing:
+        raise AnalysisError(f"{table['model'].iloc[0]} has no depthwise layer {missing}; its layers are "
+                            f"{present[0]}–{present[-1]} (0 = first depthwise layer)")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for layer in layers:
+        part = table[table["layer"] == int(layer)]
+        kh, kw = int(part["kh"].iloc[0]), int(part["kw"].iloc[0])
+        pick = np.sort(rng.choice(len(part), min(per_row, len(part)), replace=False))
+        kernels = np.stack(part["kernel"].to_numpy()[pick]).reshape(-1, kh, kw)
+        label = f"layer {int(layer)} ({kh}×{kw}, {len(part)} kernels"
+        if classified is not None:
+            share = clustered_pct(classified[classified["layer"] == int(layer)])
+            label += ", clustered: " + ("undefined" if np.isnan(share) else f"{share:.0f}%")
+        rows.append((label + ")", kernels))
+    return rows
+
+
+def central_energy_share(kernels, centre: int = 7) -> np.ndarray:
+    """Appendix I's observation in one number per kernel: the share of its (mean-removed) energy inside the
+    central `centre`×`centre` window. Noise spread evenly over a k×k kernel gives about (centre/k)²."""
+    arr = np.asarray(kernels, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[1] < centre:
+        raise AnalysisError(f"expected square kernels [N, k, k] with k >= {centre}, got {arr.shape}")
+    arr = arr - arr.mean(axis=(1, 2), keepdims=True)
+    start = (arr.shape[1] - centre) // 2
+    inner = (arr[:, start:start + centre, start:start + centre] ** 2).sum(axis=(1, 2))
+    total = (arr ** 2).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inner / total, np.nan)
+
+
+def central_crop(kernels, size: int = 7) -> np.ndarray:
+    """The central size×size window of each k×k kernel, e.g. to classify the middle of large kernels with the
+    7×7 reference autoencoder (Appendix I: in RepLKNet the patterns sit in a small central area)."""
+    arr = np.asarray(kernels)
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[1] < size or (arr.shape[1] - size) % 2:
+        raise AnalysisError(f"expected square kernels [N, k, k] with odd k >= {size}, got {arr.shape}")
+    start = (arr.shape[1] - size) // 2
+    return np.ascontiguousarray(arr[:, start:start + size, start:start + size])

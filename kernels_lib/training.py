@@ -515,6 +515,11 @@ PAPER_TABLE_2 = {"kaiming": {"val_accuracy": 66.35, "clustered": 56.65},
                  "dog": {"val_accuracy": 69.01, "clustered": 96.03}}
 
 
+def is_committed(name: str) -> bool:
+    """Whether the default run `name` has a checkpoint under RUNS_DIR (the repository ships it)."""
+    return (RUNS_DIR / name / CHECKPOINT).is_file()
+
+
 def obtain_run(name: str, retrain: bool = False, retrain_dir=None, progress: bool = True, **changes) -> TrainResult:
     """A default run (`DEFAULT_RUNS[name]`) for the notebooks: the committed one (RUNS_DIR/<name>), or with
     `retrain` a new run of the same config with `changes` (e.g. fewer epochs) trained into retrain_dir/<name>

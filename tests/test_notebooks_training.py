@@ -9,6 +9,7 @@ recorded when the runs were trained (data/training/summary.json, written by buil
 import json
 
 import pytest
+import torch
 
 from conftest import assert_png, run_notebook
 from kernels_lib import photos, training
@@ -89,3 +90,45 @@ def test_20_on_the_committed_runs_gives_the_numbers_recorded_when_they_were_trai
         summary = SUMMARY[row["run"]]
         assert row["clustered_pct"] == pytest.approx(_final_clustered_pct(summary), abs=0.0051)   # recorded as a fraction to 4 places
         assert row["val_accuracy_pct"] == pytest.approx(100 * summary["val_accuracy"])
+
+
+@pytest.mark.slow
+def test_21_trains_two_seeds_and_compares_their_layers(tmp_path):
+    recorded, _ = _retrained("21_", tmp_path)
+    summaries = recorded["runs"]
+    assert [summaries[r]["seed"] for r in ("kaiming-5x5-seed0", "kaiming-5x5-seed1")] == [0, 1]
+    assert all(s["network"]["kernel_size"] == 5 and s["epochs_done"] == 2 for s in summaries.values())
+    assert [row["layer"] for row in recorded["per_layer"]] == [0, 1]          # depth 2 in the tiny profile
+    control = next(v for name, v in recorded["layer_proportions"].items() if name.startswith("control"))
+    assert all(share == 0 for layer in control.values() for share in layer.values())
+    assert set(recorded["most_clustered_layer"]) == {"seed 0", "seed 1"}
+    assert_png(recorded["figures"]["layer_proportions"])
+
+
+@pytest.mark.slow
+def test_22_shows_chosen_layers_of_a_weights_file_and_trains_large_kernels(tmp_path, smoke_db):
+    weights = tmp_path / "tiny_net.pth"
+    net = training.build_model(training.TrainConfig(run="t", width=6, depth=3), n_classes=4)
+    torch.save(net.state_dict(), weights)
+    recorded, _ = _retrained("22_", tmp_path, db_dir=str(smoke_db), checkpoint=str(weights), model="tiny_net",
+                             layers=[0, 2])
+    chosen = recorded["chosen_layers"]
+    assert chosen["shown_model"] == "tiny_net" and chosen["layers"] == [0, 2]
+    assert [label.split(" (")[0] for label in chosen["rows"]] == ["layer 0", "layer 2"]
+    assert all("6 kernels" in label and "clustered:" in label for label in chosen["rows"])
+    large = recorded["large_kernels"]
+    assert large["kernel_size"] == 31 and large["summary"]["epochs_done"] == 2
+    initial = [row for row in large["table"] if row["kernels"] == "initialisation" and row["layer"] == "all"][0]
+    assert initial["central_energy_median"] < 0.15            # Kaiming noise: about (7/31)² of the energy
+    for figure in large["figures"].values():
+        assert_png(figure)
+
+
+@pytest.mark.slow
+def test_22_without_the_model_says_so_and_shows_a_model_of_the_set(tmp_path, smoke_db):
+    recorded, _ = run_notebook("22_", tmp_path, db_dir=str(smoke_db), fallback_model="mobilenetv2_100",
+                               fallback_layers=[0, 1], large_run="no-such-run")
+    chosen = recorded["chosen_layers"]
+    assert chosen["requested_model"] == "hornet_tiny_7x7" and chosen["shown_model"] == "mobilenetv2_100"
+    assert len(chosen["rows"]) == 2                      # two layers (the smoke set keeps no twin of it)
+    assert recorded["large_kernels"] is None
