@@ -515,6 +515,16 @@ PAPER_TABLE_2 = {"kaiming": {"val_accuracy": 66.35, "clustered": 56.65},
                  "dog": {"val_accuracy": 69.01, "clustered": 96.03}}
 
 
+def run_layers(name: str, seed: int | None = None) -> list:
+    """Conv layers of the committed run `name` (RUNS_DIR/<name>): its final weights, or with `seed` its
+    network at initialisation with that seed (the random-init twin; the run's own init, Kaiming or DoG)."""
+    run = load_run(RUNS_DIR / name)
+    if seed is None:
+        return conv_layers(run.model)
+    twin = build_model(dataclasses.replace(run.config, seed=int(seed)), run.provenance["data"]["n_classes"])
+    return conv_layers(twin)
+
+
 def is_committed(name: str) -> bool:
     """Whether the default run `name` has a checkpoint under RUNS_DIR (the repository ships it)."""
     return (RUNS_DIR / name / CHECKPOINT).is_file()

@@ -142,13 +142,12 @@ def test_configuration_errors_say_what_to_change():
         nets.DepthwiseNet(10, kernel_size=6)
 
 
-#: Epochs done by each committed run. The 5×5 runs were stopped early (slow on the shared CPU: ~35 img/s)
-#: and large-31x31 was never trained: data/training/README.md says so.
+#: Epochs done by each committed run (all finished; the 5×5 runs in two sittings, see data/training/README.md).
 COMMITTED_EPOCHS = {"kaiming-7x7": 25, "dog-7x7": 25, "overfit-7x7": 500, "overfit-wd-7x7": 500, "phase-7x7": 25,
-                    "iid-7x7": 25, "kaiming-5x5-seed0": 25, "kaiming-5x5-seed1": 25}
+                    "iid-7x7": 25, "kaiming-5x5-seed0": 25, "kaiming-5x5-seed1": 25, "large-31x31": 12}
 
 
-def test_every_default_run_is_committed_or_listed_as_missing():
+def test_every_default_run_is_committed():
     on_disk = {name for name in training.DEFAULT_RUNS if (training.RUNS_DIR / name / training.CHECKPOINT).is_file()}
     assert on_disk == set(COMMITTED_EPOCHS)
 
@@ -175,9 +174,12 @@ def test_committed_default_runs_match_their_configs_and_their_numbers(name):
     if last.epoch == config.epochs:
         np.testing.assert_array_equal(_depthwise_kernels(loaded.model, k), kernels)
     recorded = last.clustering[f"{k}x{k}"]["clustered"]
+    classifier = training.reference_classifier(k)
+    if classifier is None:          # no reference autoencoder of this size: % clustered is undefined
+        assert recorded is None
+        return
     usable = ~np.asarray(meta["degenerate"], dtype=bool)
-    expected = training.reference_classifier(k).predict(kernels[usable])["clustered"].mean()
-    assert recorded == round(float(expected), 4)
+    assert recorded == round(float(classifier.predict(kernels[usable])["clustered"].mean()), 4)
 
 
 def _depthwise_kernels(model, k):
