@@ -95,6 +95,7 @@ def _time_to_clustered(run_dir: Path) -> dict | None:
 
 def main(argv=None) -> dict:
     from kernels_lib import training
+    from kernels_lib.fileio import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="*", default=sorted(training.DEFAULT_RUNS))
@@ -113,8 +114,7 @@ def main(argv=None) -> dict:
               f"~{row['estimated_run_seconds'] / 60:5.1f} min/run", flush=True)
     report = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "load_average": os.getloadavg()}, "device": args.device, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
     return report
 

@@ -132,3 +132,11 @@ def test_22_without_the_model_says_so_and_shows_a_model_of_the_set(tmp_path, smo
     assert chosen["requested_model"] == "hornet_tiny_7x7" and chosen["shown_model"] == "mobilenetv2_100"
     assert len(chosen["rows"]) == 2                      # two layers (the smoke set keeps no twin of it)
     assert recorded["large_kernels"] is None
+
+
+@pytest.mark.slow
+def test_22_falls_back_to_the_largest_trained_model_of_the_set(tmp_path, smoke_db):
+    recorded, _ = run_notebook("22_", tmp_path, db_dir=str(smoke_db), fallback_model="not_in_the_set",
+                               large_run="no-such-run")
+    chosen = recorded["chosen_layers"]
+    assert chosen["shown_model"] not in ("hornet_tiny_7x7", "not_in_the_set") and len(chosen["layers"]) == 3
