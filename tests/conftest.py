@@ -1,11 +1,12 @@
 """Helpers shared by the tests: the smoke database, a papermill run of a notebook, PNG checks, and a
 local Hugging Face hub cache in the layout timm reads."""
-import hashlib
 import json
 
 import pytest
 
 from kernels_lib import extract, notebooks, zoo
+# the local Hugging Face hub cache the timm tests read (also used by benchmarks/rehearse_paper.py)
+from kernels_lib.sources.hub_cache import save_timm_to_hub, write_hub_cache  # noqa: F401
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,25 +35,3 @@ def run_notebook(name, tmp_path, db_dir=None, **parameters):
     [path] = notebooks.list_notebooks(only=name)
     notebooks.run_notebook(path, params, tmp_path / "build", progress=False)
     return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
-
-
-def write_hub_cache(hub, repo_id, fill, revision=None):
-    """huggingface_hub's cache layout, models--org--name/refs/main → snapshots/<revision>/: `fill(folder)`
-    writes the snapshot's files; the revision defaults to a hash of their bytes. Returns the snapshot folder."""
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
-    staging = repo / "staging"
-    staging.mkdir(parents=True)
-    fill(staging)
-    revision = revision or hashlib.sha1(b"".join(p.read_bytes() for p in sorted(staging.iterdir()))).hexdigest()
-    (repo / "snapshots").mkdir(exist_ok=True)
-    staging.rename(repo / "snapshots" / revision)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(revision)
-    return repo / "snapshots" / revision
-
-
-def save_timm_to_hub(hub, model, repo_id):
-    """A timm model's weights and config saved as timm's push_to_hub does, into a local hub cache."""
-    from timm.models._hub import save_for_hf
-
-    return write_hub_cache(hub, repo_id, lambda folder: save_for_hf(model, folder, safe_serialization=True))
