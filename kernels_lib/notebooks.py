@@ -178,14 +178,15 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
             build_dir: Path | str = BUILD_DIR / "notebooks",
             notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str | None = None,
             db_dir: Path | str = DB_DIR, parameters: dict | None = None,
-            progress: bool = True, log=print) -> list[NotebookRun]:
+            progress: bool = True, log=print,
+            classification_dir: Path | str = CLASSIFICATION_DIR) -> list[NotebookRun]:
     """Run the numbered notebooks in order with the parameters of `model_set`; stop at the first failure.
 
     `parameters` override or extend the defaults (e.g. `{"seed": 1}`); each notebook gets the
     ones it declares. `log` receives one line per notebook (pass `None` for silence).
     """
     notebooks = list_notebooks(notebook_dir, only)
-    params = {**default_parameters(model_set, output_dir, db_dir), **(parameters or {})}
+    params = {**default_parameters(model_set, output_dir, db_dir, classification_dir), **(parameters or {})}
     say = log if log is not None else (lambda *_: None)
     runs = []
     for i, path in enumerate(notebooks, 1):
@@ -218,13 +219,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=None,
                         help="figures folder (default: figures/ for the offline set, figures/<SET>/ for any other)")
     parser.add_argument("--db-dir", default=str(DB_DIR), help="kernel database folder (default: data/kernels/)")
+    parser.add_argument("--classification-dir", default=str(CLASSIFICATION_DIR),
+                        help="classifications and the set's own autoencoders (default: data/results/)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     try:
         run_all(model_set=args.models, only=args.only, build_dir=args.build_dir, notebook_dir=args.notebook_dir,
-                output_dir=args.output_dir, db_dir=args.db_dir, progress=not args.no_progress)
+                output_dir=args.output_dir, db_dir=args.db_dir, progress=not args.no_progress,
+                classification_dir=args.classification_dir)
     except KernelsLibError as err:
         print(f"kernels_lib figures: error: {err}", file=sys.stderr)
         return EXIT_ERROR
