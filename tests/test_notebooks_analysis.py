@@ -129,6 +129,16 @@ def test_07_classifies_the_smoke_set_with_the_chosen_autoencoders(tmp_path, auto
 
 
 @pytest.mark.slow
+def test_07_runs_when_no_kernel_is_clustered(tmp_path, autoencoders, smoke_db):
+    """Untrained weights (the paper rehearsal's) can leave nothing clustered: 07 says so and goes on."""
+    _own(autoencoders, tmp_path, [5, 7])
+    result, out = _run("07_classify", tmp_path, smoke_db, threshold_5x5=1e-12, threshold_7x7=1e-12)   # no kernel that close
+    assert {row["n_clustered"] for row in result["clustered"]} == {0}
+    assert result["activation"] is None and "total_activation" not in result["tables"]
+    assert result["n_kernels"] == sum(SMOKE_COUNTS.values())
+
+
+@pytest.mark.slow
 def test_08_autoencoder_vs_kmeans_small_profile(tmp_path):
     result, out = _run("08_autoencoder_vs_kmeans", tmp_path, n_train=600, n_test=400, n_random=400,
                        n_clusters=[10, 16], hidden=[24, 12], epochs=3, lr=3e-3, batch_size=32, n_codes=1000,
