@@ -106,6 +106,8 @@ def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | st
     `output_dir` defaults to `paths.figures_dir(model_set)`: figures/ for the gallery set, figures/<set>/
     for any other."""
     output_dir = Path(output_dir if output_dir is not None else figures_dir(model_set)).resolve()
+    if str(model_set).endswith((".yaml", ".yml")):   # a set file: the notebooks run in notebooks/, not here
+        model_set = str(Path(model_set).resolve())
     return {
         "model_set": model_set,
         "output_dir": str(output_dir),
