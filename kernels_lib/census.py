@@ -29,10 +29,15 @@ def timm_kernel_counts(name: str) -> dict[str, int]:
     return depthwise_kernel_counts(_meta_model(name))
 
 
-def timm_parameter_count(name: str) -> int:
+def timm_parameter_counts(name: str) -> dict[str, int]:
     """Parameters of the timm model `name` (its pretrained tag sets the head), counted on the meta device:
-    4 bytes each is the size of its fp32 weights file, without downloading it."""
-    return sum(p.numel() for p in _meta_model(name).parameters())
+    {"all": every parameter (4 bytes each is its fp32 weights file), "conv": the weights of its Conv2d
+    layers (what extraction keeps of it)}, without downloading anything."""
+    from torch import nn
+
+    model = _meta_model(name)
+    return {"all": sum(p.numel() for p in model.parameters()),
+            "conv": sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))}
 
 
 def _meta_model(name: str):
