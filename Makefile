@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: figures test setup clean-figures
+.PHONY: figures test setup clean-figures lab browser
 
 setup: $(STAMP)
 
@@ -15,8 +15,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Re-runs the notebooks, then writes the HTML site build/site/index.html (--no-site skips it).
 figures: $(STAMP)
 	$(PY) -m kernels_lib figures $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(ARGS)
+
+# Debian's Chromium for the browser tests (tests/test_browser.py); installing needs root and apt.
+# Without it those tests are skipped and say why; the rest of the suite runs as usual.
+browser:
+	@sh tests/install_chromium.sh || echo "make: Chromium is not installed: the browser tests will be skipped"
+
+# JupyterLab on the notebooks, from the environment the set-up made (as root add ARGS=--allow-root).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/ $(ARGS)

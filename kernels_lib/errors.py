@@ -86,3 +86,7 @@ class UnsupportedFormatError(KernelsLibError, ValueError):
 
 class ClusterError(KernelsLibError, RuntimeError):
     """A Dask cluster that cannot be started or reached, or a worker that died; the message says what to do."""
+
+
+class SiteError(KernelsLibError, ValueError):
+    """The static HTML site cannot be built (no executed notebook, an unreadable one, a missing asset)."""

@@ -95,11 +95,11 @@ def _corpus(directory: Path) -> dict:
 
 def choose(own_dir, kernel_sizes=(5, 7), reference=REFERENCE_AUTOENCODERS) -> dict[int, Choice]:
     """For each size: the set's own autoencoder when `own_dir`/<k>x<k> holds one (notebook 05 trained
-    it), else the reference autoencoder of that size."""
+    it), else the reference autoencoder of that size (always the reference when `own_dir` is None)."""
     out = {}
     for k in kernel_sizes:
-        own = Path(own_dir) / f"{k}x{k}"
-        if (own / PROVENANCE_FILE).is_file():
+        own = Path(own_dir) / f"{k}x{k}" if own_dir is not None else None
+        if own is not None and (own / PROVENANCE_FILE).is_file():
             out[k] = Choice(k, own, OWN, _corpus(own))
         elif k in reference:
             out[k] = Choice(k, Path(reference[k]), REFERENCE, _corpus(Path(reference[k])))

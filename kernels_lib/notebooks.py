@@ -6,7 +6,9 @@ parameters it declares in its `parameters` cell (model set, output folders, …)
 copy goes to a build folder, never over the source. A failing cell stops the run with a
 `NotebookExecutionError` naming the notebook, the cell and the error, so nothing is skipped
 silently. Figures land in `figures/`, tables in `figures/tables/`, the small JSON each
-notebook records in `figures/results/` (`save_results`).
+notebook records in `figures/results/` (`save_results`). After the notebooks, the executed
+copies and the figures become a static HTML site beside the build folder (`kernels_lib.site`:
+`build/site/index.html`), unless `site=False` (`figures --no-site`).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KernelsLibError, NotebookExecutionError, NotebookNotFoundError, ParametersCellError
+from . import site as static_site
 from .fileio import atomic_write_text
 from .paths import BUILD_DIR, CLASSIFICATION_DIR, GALLERY_SET, KERNELS_DIR, NOTEBOOK_DIR, figures_dir
 
@@ -180,12 +183,15 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
             build_dir: Path | str = BUILD_DIR / "notebooks",
             notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str | None = None,
             db_dir: Path | str = DB_DIR, parameters: dict | None = None,
-            progress: bool = True, log=print,
+            progress: bool = True, log=print, site: bool = True,
+            site_dir: Path | str | None = None,
             classification_dir: Path | str = CLASSIFICATION_DIR) -> list[NotebookRun]:
     """Run the numbered notebooks in order with the parameters of `model_set`; stop at the first failure.
 
     `parameters` override or extend the defaults (e.g. `{"seed": 1}`); each notebook gets the
-    ones it declares. `log` receives one line per notebook (pass `None` for silence).
+    ones it declares. `log` receives one line per notebook (pass `None` for silence). Then, with
+    `site`, every executed notebook of `build_dir` (those run earlier too) and the figures of the
+    run's output folder become the static site in `site_dir` (default: `site/` beside `build_dir`).
     """
     notebooks = list_notebooks(notebook_dir, only)
     params = {**default_parameters(model_set, output_dir, db_dir, classification_dir), **(parameters or {})}
@@ -196,6 +202,12 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
         run = run_notebook(path, params, build_dir, cwd=path.parent, progress=progress)
         say(f"[{i}/{len(notebooks)}] {path.name} done in {run.seconds:.1f} s -> {run.executed}")
         runs.append(run)
+    if site:
+        executed = static_site.executed_notebooks(build_dir, [p.name for p in list_notebooks(notebook_dir)])
+        built = static_site.build_site(executed, params["output_dir"],
+                                       site_dir or Path(build_dir).resolve().parent / "site")
+        say(f"site: {built.index} ({len(built.pages)} notebooks, {len(built.gallery)} figures and tables); "
+            "open it in a browser")
     return runs
 
 
@@ -224,13 +236,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classification-dir", default=str(CLASSIFICATION_DIR),
                         help="classifications and the set's own autoencoders (default: data/results/)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    parser.add_argument("--no-site", action="store_true",
+                        help="do not render the executed notebooks and figures to the HTML site")
+    parser.add_argument("--site-dir", default=None,
+                        help="where the HTML site goes (default: site/ beside the build folder, i.e. build/site)")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     try:
         run_all(model_set=args.models, only=args.only, build_dir=args.build_dir, notebook_dir=args.notebook_dir,
                 output_dir=args.output_dir, db_dir=args.db_dir, progress=not args.no_progress,
-                classification_dir=args.classification_dir)
+                site=not args.no_site, site_dir=args.site_dir, classification_dir=args.classification_dir)
     except KernelsLibError as err:
         print(f"kernels_lib figures: error: {err}", file=sys.stderr)
         return EXIT_ERROR

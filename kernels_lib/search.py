@@ -14,14 +14,16 @@ decoded kernels lie on a smooth 1-D curve:
   ‖e_j‖ ≤ c·λ_j(1−λ_j), where the *bulge* c is measured once per block. For a unit kernel x,
   x·u_j ≤ max over λ of (1−λ)x·p + λx·q + cλ(1−λ), a closed form in x·p and x·q (`_chord_bound`).
   On a smooth curve c shrinks with the square of the block length, so the bound is tight.
-* Three stages, grouped so each is a few dense matrix products: x·(coarse anchors) in float32;
-  x·(fine anchors) inside the two coarse blocks around the best coarse anchor (float32); every
-  code of the two fine blocks around the best fine anchor in float64. That gives the best
-  similarity found, s.
+* Three stages per kernel: x·(coarse anchors) in float32 for a whole chunk (one dense product);
+  x·(fine anchors) inside the two coarse blocks around the best coarse anchor (float32); the codes
+  of the fine block beside the best fine anchor, on its better neighbour's side, in float64. That
+  gives the best similarity found, s.
 * Certificate. Every other fine block of the window, and every coarse block outside it (through
-  its own fine anchors), whose bound reaches s is scanned exactly too. Bounds carry a margin 8×
-  the worst float32 rounding, so nothing that could win or tie is ever pruned: the result is
-  exact whatever the decoded rows look like; smoothness only makes it fast.
+  its own fine anchors), whose bound reaches s is scanned exactly too, s rising as better codes
+  turn up. Bounds carry a margin 8× the worst float32 rounding, so nothing that could win or tie
+  is ever pruned: the result is exact whatever the decoded rows look like; smoothness only makes
+  it fast. The per-kernel stages run as one compiled loop (`kernels_lib._search_loop`, numba):
+  the work they choose differs from kernel to kernel, which dense NumPy products serve badly.
 
 `kernels_lib.classify` adds thresholds and labels on top, and may skip the exact search where
 the bounds already decide a kernel's label (through `Searcher`'s bounds and the `settle` hook of
@@ -29,6 +31,7 @@ the bounds already decide a kernel's label (through `Searcher`'s bounds and the 
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,7 +54,7 @@ class _Kernels:
     @classmethod
     def of(cls, x, flag_degenerate: bool) -> tuple["_Kernels", np.ndarray]:
         """(usable kernels, degenerate mask [N]); raises on degenerate rows unless flagging."""
-        raw = as_rows(x, "kernels")
+        raw = np.ascontiguousarray(as_rows(x, "kernels"))
         norms = row_norms(raw)
         bad = ~(norms > 0)
         if bad.any() and not flag_degenerate:
@@ -69,6 +72,16 @@ class _Kernels:
         """Unit rows start..stop (positions among the usable rows), float64."""
         sel = slice(start, stop) if self.rows is None else self.rows[start:stop]
         return self.raw[sel] / self.norms[sel, None]
+
+    def unit_pair(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unit rows start..stop, float64 and float32, in one compiled pass (for the fast search)."""
+        from ._search_loop import unit_rows
+
+        rows = np.arange(start, min(stop, len(self)), dtype=np.int64) if self.rows is None else self.rows[start:stop]
+        x = np.empty((len(rows), self.dim))
+        x32 = np.empty((len(rows), self.dim), dtype=np.float32)
+        unit_rows(self.raw, self.norms, rows, x, x32)
+        return x, x32
 
 
 def _check_dims(d: int, u: np.ndarray) -> None:
@@ -139,17 +152,23 @@ class CurveIndex:
         coarse, coarse_bulge = _partition(lambda lo, hi: u[fine[lo]:fine[hi] + 1], len(fine), coarse_block)
         return cls(u, fine, coarse, fine_bulge, coarse_bulge)
 
+    @functools.cached_property
+    def searcher(self) -> "Searcher":
+        """The search's float32 copies and bound tables, made once per index (a few ms for 10,000 codes)."""
+        return Searcher(self)
+
 
 def default_blocks(m: int) -> tuple[int, int]:
     """(codes per fine block, fine blocks per coarse block) for M codes.
 
-    Per kernel the search costs about M/(fine·coarse) coarse anchors + 2·coarse fine anchors
-    (float32) + 2·fine codes (float64), plus a fixed cost per group of kernels sharing a fine
-    anchor, which favours fine blocks somewhat longer than the arithmetic alone would (measured
-    on 10,000 codes, 7×7 kernels).
+    Per kernel the search costs about M/(fine·coarse) coarse anchors (one dense float32 product)
+    + 2·coarse fine anchors (float32) + 2·fine codes (float64), plus one bound per coarse block
+    and the blocks the certificate scans. On the trained 7×7 and 5×5 reference decoders (10,000
+    codes) block sizes from (12, 8) to (24, 6) ran within the machine's noise of each other; (16, 8)
+    is the middle of that range.
     """
     root = m ** (1 / 3)
-    return max(2, int(round(0.75 * root))), max(2, int(round(0.6 * root)))
+    return max(2, int(round(0.75 * root))), max(2, int(round(0.37 * root)))
 
 
 #: A block may bulge this many times the median bulge of equal blocks before it is split.
@@ -229,64 +248,30 @@ def _chord_bound(lo, hi, bulge, tol):
     return np.maximum(lo, hi) + extra + tol
 
 
-def _runs(keys: np.ndarray):
-    """(key, start, end) of the runs of equal values in a sorted key array."""
-    if len(keys) == 0:
-        return []
-    cuts = np.flatnonzero(np.diff(keys)) + 1
-    starts = np.r_[0, cuts]
-    ends = np.r_[cuts, len(keys)]
-    return zip(keys[starts].tolist(), starts.tolist(), ends.tolist())
-
-
-def _window(k: int, n_anchors: int) -> tuple[int, int]:
-    """Anchor range [k−1, k+1] clipped: the one or two blocks that touch anchor k."""
-    return max(k - 1, 0), min(k + 1, n_anchors - 1)
-
-
-def _clear_pair(mask: np.ndarray, col: np.ndarray) -> None:
-    """mask[i, col[i]] = mask[i, col[i]+1] = False wherever those columns exist."""
-    rows = np.arange(len(mask))
-    for c in (col, col + 1):
-        ok = (c >= 0) & (c < mask.shape[1])
-        mask[rows[ok], c[ok]] = False
-
-
-def _sort_keys(keys: np.ndarray) -> np.ndarray:
-    """Stable argsort of small non-negative ints (radix sort when they fit in 16 bits)."""
-    small = keys.astype(np.uint16) if len(keys) and keys.max() < 65536 else keys
-    return np.argsort(small, kind="stable")
-
-
 class Searcher:
     """The exact three-stage search of `nearest_code_fast` (see the module docstring).
 
-    All methods work on one chunk: xc [n, d] float64 unit kernels, x32 its float32 copy.
+    Methods work on one chunk: xc [n, d] float64 unit kernels, x32 its float32 copy, s1 their
+    float32 similarities to the coarse anchors (`coarse_sims`, one dense product). `exact` runs
+    the compiled per-kernel loop (`kernels_lib._search_loop`); `coarse_simple_bounds` and
+    `coarse_blocks` serve `classify`'s shortcut, which decides labels from the coarse bounds alone.
     """
 
     def __init__(self, index: CurveIndex):
         self.ix = ix = index
         u, fine, coarse = ix.unit, ix.fine, ix.coarse
         d = u.shape[1]
-        self.nb, self.nf = len(coarse) - 1, len(fine) - 1
+        self.nb = len(coarse) - 1
         # float32 dot products of unit vectors in d dimensions err by at most ~(d+2)·2⁻²⁴;
         # the margin is 8× that, so rounding never prunes a code that could win or tie.
         self.tol = 4.0 * (d + 2) * float(np.finfo(np.float32).eps)
-        self.coarse_quarter = (ix.coarse_bulge / 4 + self.tol).astype(np.float32)
-        self.fine_slack = float(ix.fine_bulge.max(initial=0.0)) / 4 + self.tol
+        self.coarse_quarter = _round_up32(ix.coarse_bulge / 4 + self.tol)
         u32 = u.astype(np.float32)
-        self.coarse_t = np.ascontiguousarray(u32[fine[coarse]].T)                    # [d, B+1]
-        # fine anchors of the coarse window around each coarse anchor, and of each coarse block
-        self.cwin = [_window(k, self.nb + 1) for k in range(self.nb + 1)]
-        self.cwin_t = [np.ascontiguousarray(u32[fine[coarse[lo]:coarse[hi] + 1]].T) for lo, hi in self.cwin]
-        self.cwin_first = np.array([coarse[lo] for lo, _ in self.cwin], dtype=np.int64)
-        self.cwin_width = max(w.shape[1] for w in self.cwin_t)
-        self.cblock_t = [np.ascontiguousarray(u32[fine[coarse[b]:coarse[b + 1] + 1]].T) for b in range(self.nb)]
-        # codes of the fine window around each fine anchor, and of each fine block (float64)
-        fwin = [_window(t, self.nf + 1) for t in range(self.nf + 1)]
-        self.fwin_lo = fine[[lo for lo, _ in fwin]]
-        self.fwin_t = [np.ascontiguousarray(u[fine[lo]:fine[hi] + 1].T) for lo, hi in fwin]
-        self.fblock_t = [np.ascontiguousarray(u[fine[t]:fine[t + 1] + 1].T) for t in range(self.nf)]
+        self.coarse_t = np.ascontiguousarray(u32[fine[coarse]].T)          # [d, B+1]
+        self._loop_args = (
+            np.ascontiguousarray(u), np.ascontiguousarray(u32[fine]), fine, coarse,
+            ix.fine_bulge, _inverse_4(ix.fine_bulge), ix.fine_bulge / 4 + self.tol,
+            ix.coarse_bulge, _inverse_4(ix.coarse_bulge), self.coarse_quarter, self.tol)
 
     def coarse_sims(self, x32: np.ndarray) -> np.ndarray:
         """x·(coarse anchor), float32 [n, B+1]."""
@@ -298,107 +283,44 @@ class Searcher:
         ub += self.coarse_quarter
         return ub
 
-    def coarse_blocks(self, s1, floor, skip=None, ub=None):
-        """(row, coarse block) pairs whose chord bound reaches floor[row] (float64 [n]).
+    def coarse_blocks(self, s1, floor, ub=None):
+        """(row, coarse block) pairs whose chord bound reaches floor[row] (float64 [n]), rows sorted.
 
         The cheap bound (`ub`, computed if not given) is tried on every block first, the exact
-        chord bound only on the blocks that pass it. `skip` [n] leaves out blocks skip−1 and
-        skip (the window already searched).
+        chord bound only on the blocks that pass it.
         """
         if ub is None:
             ub = self.coarse_simple_bounds(s1)
         live = ub >= (floor - 1e-6).astype(np.float32)[:, None]
-        if skip is not None:
-            _clear_pair(live, skip - 1)
         i, b = np.divmod(np.flatnonzero(live), self.nb)
         keep = _chord_bound(s1[i, b], s1[i, b + 1], self.ix.coarse_bulge[b], self.tol) >= floor[i]
         return i[keep], b[keep]
 
-    def _fine_blocks(self, g, first, width, floor, skip=None):
-        """(row, fine block) pairs whose chord bound reaches floor[row], from fine-anchor sims.
-
-        Row i of g holds x·(fine anchors first[i] .. first[i]+width[i]−1), padded with −inf.
-        `skip` [n] leaves out fine blocks skip−1 and skip (already scanned).
-        """
-        live = np.maximum(g[:, :-1], g[:, 1:]) >= (floor - self.fine_slack - 1e-6).astype(np.float32)[:, None]
-        if skip is not None:
-            _clear_pair(live, skip - first - 1)
-        i, j = np.nonzero(live)
-        ok = j < width[i] - 1
-        i, j = i[ok], j[ok]
-        t = first[i] + j
-        ub = _chord_bound(g[i, j], g[i, j + 1], self.ix.fine_bulge[t], self.tol)
-        keep = ub >= floor[i]
-        return i[keep], t[keep]
-
-    def _scan_update(self, xc, rows, blocks, best, best_idx):
-        """Exact float64 scan of kernel rows[k] against fine block blocks[k]; updates in place."""
-        order = _sort_keys(blocks)
-        rows, blocks = rows[order], blocks[order]
-        xs = xc[rows]
-        fine = self.ix.fine
-        for key, s, e in _runs(blocks):
-            g = xs[s:e] @ self.fblock_t[key]
-            j = g.argmax(axis=1)
-            v = g[np.arange(e - s), j]
-            code = fine[key] + j
-            r = rows[s:e]
-            cur = best[r]
-            better = (v > cur) | ((v == cur) & (code < best_idx[r]))
-            best[r[better]] = v[better]
-            best_idx[r[better]] = code[better]
-
     def exact(self, xc, x32, s1):
         """Exact best similarity [n] and code [n] of every kernel of the chunk."""
-        n = len(xc)
-        best = np.full(n, -np.inf)
-        best_idx = np.full(n, -1, dtype=np.int64)
-        if n == 0:
-            return best, best_idx
-        # Stage 2: fine anchors of the coarse window around the best coarse anchor.
-        star1 = s1.argmax(axis=1)
-        order = _sort_keys(star1)
-        keys = star1[order]
-        xs = x32[order]
-        g = np.full((n, self.cwin_width), -np.inf, dtype=np.float32)
-        width = np.empty(n, dtype=np.int64)
-        for key, s, e in _runs(keys):
-            w = self.cwin_t[key]
-            g[s:e, :w.shape[1]] = xs[s:e] @ w
-            width[s:e] = w.shape[1]
-        first = self.cwin_first[keys]
-        star2 = first + g.argmax(axis=1)                 # best fine anchor (rows in `order`)
-        # Stage 3: exact scan of the fine window around it.
-        order2 = _sort_keys(star2)
-        rows2, keys2 = order[order2], star2[order2]
-        xs2 = xc[rows2]
-        v = np.empty(n)
-        code = np.empty(n, dtype=np.int64)
-        ar = np.arange(n)
-        for key, s, e in _runs(keys2):
-            h = xs2[s:e] @ self.fwin_t[key]
-            j = h.argmax(axis=1)
-            v[s:e] = h[ar[:e - s], j]
-            code[s:e] = self.fwin_lo[key] + j
-        best[rows2] = v
-        best_idx[rows2] = code
-        # Certificate: any other fine block of the window, or coarse block outside it, whose
-        # bound reaches the best found is scanned too.
-        i, t = self._fine_blocks(g, first, width, best[order], skip=star2)
-        rows_c, blocks_c = [order[i]], [t]
-        i, b = self.coarse_blocks(s1, best, skip=star1)
-        if len(i):
-            ob = _sort_keys(b)
-            i, b = i[ob], b[ob]
-            xs3 = x32[i]
-            for key, s, e in _runs(b):
-                h = xs3[s:e] @ self.cblock_t[key]
-                w = np.full(e - s, h.shape[1])
-                fi, ft = self._fine_blocks(h, np.full(e - s, self.ix.coarse[key]), w, best[i[s:e]])
-                rows_c.append(i[s:e][fi])
-                blocks_c.append(ft)
-        self._scan_update(xc, np.concatenate(rows_c), np.concatenate(blocks_c), best, best_idx)
+        from ._search_loop import search_rows  # numba: loaded (and compiled or read from its cache) on first use
+
+        best = np.empty(len(xc))
+        best_idx = np.empty(len(xc), dtype=np.int64)
+        if len(xc):
+            search_rows(np.ascontiguousarray(xc), np.ascontiguousarray(x32), np.ascontiguousarray(s1),
+                        *self._loop_args, best, best_idx)
         return best, best_idx
+
+
+def _inverse_4(bulge: np.ndarray) -> np.ndarray:
+    """1/(4·bulge), 0 where the bulge is 0 (a straight block: the chord bound adds nothing)."""
+    return np.divide(1.0, 4 * bulge, out=np.zeros_like(bulge), where=bulge > 0)
+
+
+def _round_up32(a: np.ndarray) -> np.ndarray:
+    """float32 values not below a (a bound stays a bound after rounding)."""
+    a32 = a.astype(np.float32)
+    return np.where(a32.astype(np.float64) < a, np.nextafter(a32, np.float32(np.inf)), a32).astype(np.float32)
+
+
+#: Kernels per chunk of the fast search: its float32 similarities to the coarse anchors stay in cache.
+FAST_CHUNK = 8192
 
 
 def _run_chunks(n: int, chunk: int, workers: int, work, progress: bool, desc: str) -> None:
@@ -432,14 +354,13 @@ def _default_workers() -> int:
 def _fast(xk: _Kernels, ix: CurveIndex, chunk, workers, progress, settle=None):
     """Fast search of every usable kernel: (index, similarity, exact). `settle(searcher, xc, x32, s1)` may
     return (mask, code, similarity) for kernels that need no exact search (their exact = False)."""
-    searcher = Searcher(ix)
+    searcher = ix.searcher
     idx = np.empty(len(xk), dtype=np.int64)
     sim = np.empty(len(xk))
     exact = np.ones(len(xk), dtype=bool)
 
     def work(s, e):
-        xc = xk.unit(s, e)
-        x32 = xc.astype(np.float32)
+        xc, x32 = xk.unit_pair(s, e)
         s1 = searcher.coarse_sims(x32)
         if settle is None:
             sim[s:e], idx[s:e] = searcher.exact(xc, x32, s1)
@@ -488,7 +409,7 @@ def nearest_codes(x, decoded, method: str = "fast", settle=None, on_degenerate: 
     if method == "fast":
         ix = _as_index(decoded)
         _check_dims(xk.dim, ix.unit)
-        idx, sim, exact = _fast(xk, ix, chunk or 65536, workers, progress, settle)
+        idx, sim, exact = _fast(xk, ix, chunk or FAST_CHUNK, workers, progress, settle)
     else:
         unit = decoded.unit if isinstance(decoded, CurveIndex) else unit_rows(decoded, "decoded codes")
         _check_dims(xk.dim, unit)
@@ -510,7 +431,7 @@ def nearest_code_reference(x, decoded, chunk: int = 1024, dtype=np.float64, prog
     return near.index, near.dissimilarity
 
 
-def nearest_code_fast(x, decoded, chunk: int = 65536, workers: int | None = None, progress: bool = False):
+def nearest_code_fast(x, decoded, chunk: int = FAST_CHUNK, workers: int | None = None, progress: bool = False):
     """Exactly what `nearest_code_reference` returns (the index may differ only where two codes tie
     to float64 rounding), much faster on a smooth decoded curve."""
     near = nearest_codes(x, decoded, "fast", on_degenerate="raise", chunk=chunk, workers=workers, progress=progress)

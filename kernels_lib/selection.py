@@ -5,18 +5,22 @@ offline set has only ConvNeXtV2-tiny's random-init twin). `select_kernels` takes
 has instead and its `Selection` says which kernels they are, for the figure's title; `twins_of`
 and `model_pairs` find each trained model's random-init twin, the untrained control every
 claim stands beside. `kernels_of` fetches the weights of chosen rows from the database;
-`layer_samples` draws random kernels of chosen layers of a model (Figure 2).
+`layer_samples` draws random kernels of chosen layers of a model (Figure 2). `kernel_page`
+picks the kernels an explorer shows: one model's weights, one kernel size, a layer and a class
+(notebook 14, `kernels_lib.explore`).
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from . import store
+from .errors import AnalysisError
 from .records import ConvLayer, depthwise_layers
-from .vocab import is_random_init, name_list, random_init_mask
+from .vocab import CLASS_ORDER, display_name, is_random_init, merge_class, name_list, random_init_mask
 
 
 @dataclass(frozen=True)
@@ -254,3 +258,109 @@ def read_selection(db, kernel_size: int, weights: str = "trained") -> tuple[Sele
         chosen = Selection(meta[keep], int(kernel_size), models, weights == "all",
                            f"{name_list(models)}, {weights.replace('-', ' ')}")
     return chosen, meta[keep].reset_index(drop=True), kernels[keep]
+
+
+@dataclass(frozen=True)
+class KernelPage:
+    """The kernels an explorer shows: `rows` (at most `n` of the `n_matching` rows that match the
+    choice, drawn at random, in layer and channel order) and the choice itself, said in `what`."""
+
+    rows: pd.DataFrame
+    n_matching: int
+    model: str
+    weights_tag: str
+    kernel_size: int
+    layer: int | None
+    kernel_class: str | None
+    class_col: str
+
+    @property
+    def title(self) -> str:
+        """The choice in two lines (a figure's title): which weights, then which kernels and how many."""
+        weights = "random init" if is_random_init(self.weights_tag) else "trained"
+        layer = "all layers" if self.layer is None else f"layer {self.layer}"
+        cls = "every class" if self.kernel_class is None else display_name(self.kernel_class)
+        k = self.kernel_size
+        return (f"{self.model} ({weights}), {k}×{k}\n{layer}, {cls}: "
+                f"{len(self.rows)} of {self.n_matching} kernels")
+
+    @property
+    def what(self) -> str:
+        return self.title.replace("\n", ", ")
+
+
+def model_weights(results: pd.DataFrame) -> list[tuple[str, str]]:
+    """(model, weights_tag) of a classification in name order, each model's trained weights before its twin."""
+    pairs = results[["model", "weights_tag"]].drop_duplicates()
+    return sorted(zip(pairs["model"], pairs["weights_tag"]), key=lambda mt: (mt[0], is_random_init(mt[1]), mt[1]))
+
+
+def _unknown(what: str, value, known) -> AnalysisError:
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(value), known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return AnalysisError(f"no {what} {value!r} in the classification; {hint}choose one of: {', '.join(known)}")
+
+
+def check_class(kernel_class: str, class_col: str = "merged") -> str:
+    """A class name the `class_col` column can hold; an unknown or fine-for-merged name is an error that says what to pass."""
+    if class_col not in ("merged", "label"):
+        raise AnalysisError(f"class_col must be 'merged' (the paper's classes) or 'label' (fine classes), got {class_col!r}")
+    merged = merge_class(kernel_class)        # UnknownClassError for a name the vocabulary lacks
+    if class_col == "merged" and kernel_class not in CLASS_ORDER:
+        raise AnalysisError(f"{kernel_class!r} is a fine class; with class_col='merged' choose its merged class "
+                            f"{merged!r}, or pass class_col='label'")
+    return kernel_class
+
+
+def kernel_page(results: pd.DataFrame, model: str | None = None, weights_tag: str | None = None,
+                kernel_size: int | None = None, layer: int | None = None, kernel_class: str | None = None,
+                class_col: str = "merged", n: int | None = 24, seed: int = 0) -> KernelPage:
+    """The kernels of one model's weights, of one size, in one layer (None: all) and of one class
+    (None: all), at most `n` of them drawn at random with `seed` (`n=None`: every one).
+
+    Defaults: `model`, the trained model with most kernels; `weights_tag`, the model's trained
+    weights (its random-init twin when it has none); `kernel_size`, the largest the model has.
+    A choice the classification does not hold is an `AnalysisError` that lists what it does
+    hold; a known class absent from the layer simply matches nothing (`n_matching` 0).
+    """
+    if results.empty:
+        raise AnalysisError("the classification is empty: nothing to browse")
+    if n is not None and n < 1:
+        raise AnalysisError(f"n (kernels per page) must be at least 1, got {n}")
+    if kernel_class is not None:
+        check_class(kernel_class, class_col)
+    if model is None:
+        sizes = results.groupby(["model", "weights_tag"]).size().reset_index(name="n")
+        sizes["trained"] = ~random_init_mask(sizes["weights_tag"])
+        model = sizes.sort_values(["trained", "n", "model"], ascending=[False, False, True], kind="stable").iloc[0]["model"]
+    mine = results[results["model"] == model]
+    if mine.empty:
+        raise _unknown("model", model, sorted(results["model"].unique()))
+    tags = [tag for m, tag in model_weights(mine)]
+    if weights_tag is None:
+        weights_tag = tags[0]
+    elif weights_tag not in tags:
+        raise _unknown(f"weights of {model}", weights_tag, tags)
+    mine = mine[mine["weights_tag"] == weights_tag]
+    sizes = sorted(int(k) for k in mine["kh"].unique())
+    if kernel_size is None:
+        kernel_size = sizes[-1]
+    elif int(kernel_size) not in sizes:
+        raise _unknown(f"kernel size of {model} ({weights_tag})", kernel_size, sizes)
+    kernel_size = int(kernel_size)
+    mine = mine[(mine["kh"] == kernel_size) & (mine["kw"] == kernel_size)]
+    if layer is not None:
+        layers = sorted(int(v) for v in mine["layer"].unique())
+        if int(layer) not in layers:
+            raise _unknown(f"layer of {model} ({weights_tag}) with {kernel_size}×{kernel_size} kernels", layer, layers)
+        mine = mine[mine["layer"] == int(layer)]
+        layer = int(layer)
+    if kernel_class is not None:
+        mine = mine[mine[class_col] == kernel_class]
+    if n is not None and len(mine) > n:
+        mine_shown = mine.iloc[np.sort(np.random.default_rng(seed).choice(len(mine), n, replace=False))]
+    else:
+        mine_shown = mine
+    rows = mine_shown.sort_values(["layer", "channel"], kind="stable")
+    return KernelPage(rows, len(mine), str(model), str(weights_tag), kernel_size, layer, kernel_class, class_col)

@@ -150,11 +150,23 @@ def _layer_keys(rows: pd.DataFrame) -> pd.Series:
     return pd.Series(pd.Categorical(rows["module"], categories=names, ordered=True), index=rows.index, name="layer")
 
 
+def layer_sizes(rows: pd.DataFrame) -> pd.Series:
+    """Kernels per depthwise layer, keyed as `layer_proportions` keys its rows (the layer index, or the
+    layer's name where the file keeps no order)."""
+    return _layer_keys(rows).value_counts(sort=False).sort_index()
+
+
 def layer_axis_label(rows: pd.DataFrame) -> str:
     """The x axis of a per-layer figure: a layer index, or names when the true depth cannot be known."""
     if _by_name(rows):
         return "depthwise layer, by name (the file keeps no layer order: the true depth is unknown)"
     return "depthwise layer (index among all depthwise layers of the network)"
+
+
+def class_counts(rows: pd.DataFrame, class_col: str = "merged") -> pd.Series:
+    """Kernels per class among `rows`, classes in display order (those with no kernel left out)."""
+    counts = rows[class_col].value_counts()
+    return counts[order_classes(counts.index)].rename("kernels").rename_axis(class_col)
 
 
 def model_proportions(results: pd.DataFrame, kernel_size: int | None = None, class_col: str = "merged",

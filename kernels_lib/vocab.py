@@ -94,7 +94,7 @@ def merge_classes(names) -> np.ndarray:
 
 def unknown_class_message(name, where: str = "") -> str:
     """'unknown class …; did you mean …? known: …' for an error message."""
-    close = difflib.get_close_matches(str(name), _known(), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(str(name), list(dict.fromkeys(_known())), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     prefix = f"{where}: " if where else ""
     return f"{prefix}unknown class {name!r}; {hint}known classes: {', '.join(dict.fromkeys(_known()))}"

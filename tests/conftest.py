@@ -1,10 +1,11 @@
-"""Helpers shared by the tests: the smoke database, a papermill run of a notebook, PNG checks, and a
-local Hugging Face hub cache in the layout timm reads."""
+"""Helpers shared by the tests: the smoke database, a papermill run of a notebook, PNG checks, a
+local Hugging Face hub cache in the layout timm reads, and the smoke set's classification and site."""
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from kernels_lib import extract, notebooks, zoo
+from kernels_lib import extract, notebooks, paths, results, zoo
 # the local Hugging Face hub cache the timm tests read (also used by benchmarks/rehearse_paper.py)
 from kernels_lib.sources.hub_cache import save_timm_to_hub, write_hub_cache  # noqa: F401
 
@@ -24,6 +25,35 @@ def smoke_db(tmp_path_factory):
     report = extract.extract(zoo.load_model_set("smoke"), db_dir / "smoke", kernel_sizes=[3, 5, 7], progress=False)
     assert not report.failed, report.failed
     return db_dir
+
+
+@pytest.fixture(scope="session")
+def reference_classification(smoke_db, tmp_path_factory):
+    """Notebook 07's classification of the smoke set with the reference autoencoders (5×5, 7×7)
+    and k-means (3×3): (classification_dir, table); the file is classification_dir/smoke/classification.parquet."""
+    root = tmp_path_factory.mktemp("classified")
+    table = results.classify_kernels(smoke_db / "smoke", progress=False)
+    results.write_results(table, paths.results_path("smoke", root))
+    return root, table
+
+
+#: The site's test run: notebook 04 (plotly 3-D scatter, equations) and 14 (widgets, plotly bars).
+SITE_NOTEBOOKS = "[01]4_*"
+#: 04: PCA of the smoke set's 800 trained 5×5 kernels; 14: PP-OCR's layer 9, its unclustered kernels.
+SITE_PARAMETERS = {"kernel_size": 5, "n_clusters": 4, "model": "ch_ppocr_mobile_v2.0_cls_mobile", "layer": 9,
+                   "kernel_class": "unclustered", "per_page": 12}
+
+
+@pytest.fixture(scope="session")
+def smoke_site(smoke_db, reference_classification, tmp_path_factory):
+    """Notebooks 04 and 14 run on the smoke set by the figures runner, which then writes the site:
+    namespace with build (executed notebooks), site, figures and results folders."""
+    root = tmp_path_factory.mktemp("site_run")
+    notebooks.run_all("smoke", only=SITE_NOTEBOOKS, build_dir=root / "build" / "notebooks",
+                      output_dir=root / "figures", db_dir=smoke_db, progress=False, log=None,
+                      parameters={**SITE_PARAMETERS, "classification_dir": str(reference_classification[0])})
+    return SimpleNamespace(build=root / "build" / "notebooks", site=root / "build" / "site",
+                           figures=root / "figures", results=root / "figures" / "results")
 
 
 def run_notebook(name, tmp_path, db_dir=None, **parameters):

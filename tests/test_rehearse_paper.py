@@ -91,7 +91,7 @@ def test_the_runner_lines_are_the_ones_the_script_reads(tmp_path):
     nbformat.write(nb, folder / "01_tiny.ipynb")
     lines = []
     [run] = notebooks.run_all("smoke", notebook_dir=folder, build_dir=tmp_path / "build",
-                              output_dir=tmp_path / "out", progress=False, log=lines.append)
+                              output_dir=tmp_path / "out", progress=False, log=lines.append, site=False)
     script = _script()
     assert script.STARTED.match(lines[0]).group(3) == "01_tiny.ipynb"
     done = script.DONE.match(lines[1])

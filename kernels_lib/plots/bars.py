@@ -201,3 +201,37 @@ def clustered_bars(table: pd.DataFrame, title: str | None = None) -> Figure:
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     ax.set_title(title or "Share of depthwise kernels clustered", fontsize=10)
     return fig
+
+
+def interactive_layer_bars(panels: dict, title: str | None = None, xlabel: str = "depthwise layer"):
+    """Figures 7/8 as a plotly figure: for each panel (title → (proportions, kernels per layer or
+    None), e.g. a model's trained weights and its random-init twin) one stacked bar per layer
+    (row of `tables.layer_proportions`), one colour per class. Hovering a segment gives the layer,
+    the class, its share and how many kernels the layer has; clicking a legend entry hides that
+    class in every panel."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if not panels:
+        raise ValueError("no panels to plot")
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=list(panels))
+    shown = set()
+    for row, (props, counts) in enumerate(panels.values(), 1):
+        _check_props(props)
+        layers = [str(i) for i in props.index]
+        total = None if counts is None else [int(counts.get(i, 0)) for i in props.index]
+        for c in props.columns:
+            name = display_name(c)
+            fig.add_trace(go.Bar(
+                x=layers, y=props[c].to_numpy(dtype=float), name=name, marker_color=class_color(c),
+                legendgroup=str(c), showlegend=c not in shown, customdata=total,
+                hovertemplate=f"layer %{{x}}<br>{name}: %{{y:.1%}}" + (" of %{customdata} kernels" if total else "")
+                              + "<extra></extra>"), row=row, col=1)
+            shown.add(c)
+        fig.update_yaxes(title_text="share of kernels", tickformat=".0%", range=[0, 1], row=row, col=1)
+    fig.update_xaxes(type="category")
+    fig.update_xaxes(title_text=xlabel, row=len(panels), col=1)
+    fig.update_layout(barmode="stack", title=title, height=260 + 240 * len(panels),
+                      margin=dict(l=60, r=20, t=90, b=50))
+    return fig

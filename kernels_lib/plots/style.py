@@ -69,6 +69,29 @@ def label_colour(name: str) -> str:
     return tuple(rgb * 0.55 / luminance) if luminance > 0.55 else tuple(rgb)
 
 
+def show_figures_in_notebooks() -> bool:
+    """Let IPython display a `Figure` as a PNG, so a notebook cell ending in `fig` (or `display(fig)`)
+    shows the figure in JupyterLab, in the executed notebooks and on the site.
+
+    Figures here are made without pyplot, so the inline backend never registers them and IPython
+    would print only "<Figure size ...>". Does nothing outside IPython, or when the user already
+    chose a format for figures (e.g. `%config InlineBackend.figure_formats = ['svg']`).
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return False
+    shell = get_ipython()
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters:
+        return False
+    if any(Figure in f.type_printers for f in formatters.values()):
+        return False
+    select_figure_formats(shell, {"png"}, bbox_inches="tight")
+    return True
+
+
 def save_figure(fig: Figure, path: Path | str, dpi: int = 150) -> Path:
     """Write a matplotlib figure (format from the suffix: .png, .svg, .pdf) atomically."""
     path = Path(path)
