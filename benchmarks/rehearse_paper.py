@@ -26,9 +26,12 @@ set: per notebook, a line through the measurements of the subset runs (this one,
 notebook's fixed cost from the part that grows) against what drives it (weights bytes, 7×7 kernels,
 the kernels notebook 05 trains an autoencoder on, all kernels, or nothing), extended to the full set's
 value, counted on the meta device (`kernels_lib.census`). A rough estimate, and the JSON says so.
+Notebook 05's training at the full size is far beyond any subset: `--probe-training` times one
+epoch of the 7×7 autoencoder on as many (random) kernels as the full set has, and its peak RSS.
 
     nice -n 10 python benchmarks/rehearse_paper.py --subset mobilenetv3_large_100.ra_in1k,efficientnet_b0.ra_in1k
     python benchmarks/rehearse_paper.py --subset 1 --dry-run     # write the cache and subset, print the command
+    python benchmarks/rehearse_paper.py --estimate-only --calibration build/small.json --probe-training
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from pathlib import Path
 
 import yaml
 
-from kernels_lib import census, method, store, zoo
+from kernels_lib import autoencoder, census, method, store, zoo
 from kernels_lib.fileio import atomic_write, atomic_write_text
 from kernels_lib.paths import BUILD_DIR, MODELS_DIR, REPO_ROOT
 from kernels_lib.sources.hub_cache import TIMM_INIT_NOTE, write_timm_init
@@ -312,7 +315,39 @@ def _as_point(record: dict, entries: list[dict]) -> dict:
             "hub_tags": record["hub_cache"]["tags"], "database_bytes": record["database"]["bytes"]}
 
 
-def reestimate(path: Path, calibration: list[Path]) -> int:
+PROBE = """
+import sys, time
+import numpy as np
+from kernels_lib import autoencoder
+n, k = int(sys.argv[1]), int(sys.argv[2])
+kernels = np.random.default_rng(0).standard_normal((n, k, k)).astype(np.float32)
+start = time.perf_counter()
+autoencoder.train(kernels, max_epochs=1, num_threads=1, progress=False, seed=0)
+print(time.perf_counter() - start)
+"""
+
+
+def probe_training(full: dict) -> dict:
+    """Notebook 05 at the full set's size, which no subset reaches: one epoch of the 7×7 autoencoder (the
+    largest corpus) on as many random kernels, in a fresh process; its time and peak RSS."""
+    import resource
+
+    n = full["kernels"].get("7x7", 0)
+    done = subprocess.run([sys.executable, "-c", PROBE, str(n), "7"], capture_output=True, text=True, check=True)
+    epoch = float(done.stdout.strip().splitlines()[-1])
+    epochs = autoencoder.TRAINING_DEFAULTS["max_epochs"]
+    sizes = [size for size in ("5x5", "7x7") if full["kernels"].get(size, 0) >= method.MIN_TRAINED_KERNELS]
+    per_kernel_epoch = epoch / n
+    return {"what": f"one training epoch of the 7x7 autoencoder on {n:,} random kernels (the full set's 7x7 count), "
+                    "num_threads 1, in a fresh process",
+            "one_epoch_seconds": round(epoch, 1),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+            "training_seconds_at_max_epochs": round(per_kernel_epoch * epochs * full["training_kernels"]),
+            "assumes": f"{epochs} epochs (the most; a plateau stops earlier) for each of {', '.join(sizes)}, "
+                       "the same cost per kernel and epoch for 5x5 as for 7x7"}
+
+
+def reestimate(path: Path, calibration: list[Path], probe: bool = False) -> int:
     """Redo the full-set estimate of the subset run recorded in `path`, with other subset runs' records
     (`calibration`, e.g. a smaller subset: two sizes give each notebook a fixed and a growing part)."""
     record = json.loads(Path(path).read_text())
@@ -325,7 +360,10 @@ def reestimate(path: Path, calibration: list[Path]) -> int:
                                   for other in others] + [c for c in record.get("calibration_runs", [])
                                                           if c["subset"] not in {o["subset"] for o in others}]
     points = [_as_point(r, entries) for r in [record, *record["calibration_runs"]]]
-    record["estimate_full_set"] = estimate_full(points, set_quantities(entries))
+    full = set_quantities(entries)
+    record["estimate_full_set"] = estimate_full(points, full)
+    if probe:
+        record["estimate_full_set"]["notebook_05_probe"] = probe_training(full)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     print(f"wrote the estimate into {path}")
     return 0
@@ -347,9 +385,11 @@ def main(argv=None) -> int:
                         help="run nothing: redo the full-set estimate of the subset run recorded in --out")
     parser.add_argument("--calibration", type=Path, nargs="+", default=[], metavar="JSON",
                         help="with --estimate-only: records of other subset runs (e.g. a smaller one) to fit with")
+    parser.add_argument("--probe-training", action="store_true",
+                        help="with --estimate-only: also time one epoch of notebook 05's training at the full size")
     args = parser.parse_args(argv)
     if args.estimate_only:
-        return reestimate(args.out, args.calibration)
+        return reestimate(args.out, args.calibration, args.probe_training)
 
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
