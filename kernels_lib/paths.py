@@ -26,6 +26,8 @@ RESULTS_FILE = "classification.parquet"
 #: Reference autoencoders shipped with the repository, one folder per kernel size.
 AUTOENCODERS_DIR = DATA_DIR / "autoencoders"
 REFERENCE_AUTOENCODERS = {k: AUTOENCODERS_DIR / f"{k}x{k}" for k in (5, 7)}
+#: Committed training runs (`kernels_lib.training`), one folder per run.
+TRAINING_DIR = DATA_DIR / "training"
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 FIGURES_DIR = REPO_ROOT / "figures"
 BUILD_DIR = REPO_ROOT / "build"

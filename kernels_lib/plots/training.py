@@ -1,0 +1,59 @@
+"""Appendix G, Figure 25 (and its controls): % of kernels clustered over the epochs of training runs."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+#: Line colours of the runs of one figure, in order (the first is the run the figure is about).
+RUN_COLOURS = ["#2471a3", "#c0392b", "#7d3c98", "#17a589", "#d4ac0d", "#5d6d7e"]
+
+
+def clustered_over_epochs(curves: dict, title: str | None = None, ylabel: str = "kernels clustered (%)") -> Figure:
+    """One line per run: {label: DataFrame with `epoch` and `clustered_pct` (NaN where undefined, not drawn)}."""
+    if not curves:
+        raise ValueError("no runs to plot")
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for colour, (label, frame) in zip(RUN_COLOURS * 2, curves.items()):
+        frame = pd.DataFrame(frame)
+        if not {"epoch", "clustered_pct"} <= set(frame.columns):
+            raise ValueError(f"{label!r}: needs columns epoch and clustered_pct, got {list(frame.columns)}")
+        ax.plot(frame["epoch"], frame["clustered_pct"], marker="o", ms=4, lw=1.4, color=colour, label=label)
+        last = frame.dropna(subset=["clustered_pct"]).tail(1)
+        for epoch, value in zip(last["epoch"], last["clustered_pct"]):
+            ax.annotate(f"{value:.1f}%", (epoch, value), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=colour)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def comparison_table_figure(table: pd.DataFrame, value_cols, labels, title: str | None = None) -> Figure:
+    """Grouped horizontal bars: one group per row of `table` (its index names it), one bar per value
+    column in %, e.g. validation accuracy and % clustered of each run (NaN bars are left out)."""
+    values = table[list(value_cols)].to_numpy(dtype=float)
+    n, m = values.shape
+    fig = Figure(figsize=(7.5, 0.55 * n * m / 2 + 1.6), layout="constrained")
+    ax = fig.subplots()
+    height = 0.8 / m
+    y = np.arange(n)
+    for j, (col, label) in enumerate(zip(value_cols, labels)):
+        pos = y + (j - (m - 1) / 2) * height
+        ax.barh(pos, values[:, j], height=height * 0.95, color=RUN_COLOURS[j % len(RUN_COLOURS)], label=label)
+        for p, v in zip(pos, values[:, j]):
+            if np.isfinite(v):
+                ax.text(v + 0.8, p, f"{v:.1f}", va="center", fontsize=7)
+    ax.set_yticks(y, [str(i) for i in table.index], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 110)
+    ax.set_xlabel("%")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, frameon=False, loc="outside lower center", ncols=m)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
