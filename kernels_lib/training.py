@@ -48,7 +48,7 @@ from .photos import write_bytes
 from .paths import REFERENCE_AUTOENCODERS, TRAINING_DIR
 from .records import kernel_table
 from .sources.module import conv_layers
-from .store import kernel_file_name, write_kernels
+from .store import kernel_file_name, read_kernels, read_provenance, write_kernels
 
 #: Where run folders go by default (the committed default runs live here).
 RUNS_DIR = TRAINING_DIR
@@ -342,6 +342,32 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def _write_provenance(run_dir: Path, provenance: dict) -> None:
     atomic_write_text(run_dir / PROVENANCE, json.dumps(provenance, indent=1, sort_keys=True) + "\n")
+
+
+def relabel_run(run_dir) -> TrainResult:
+    """Label a run's snapshots again with the current reference autoencoders (after they are rebuilt, the
+    % clustered recorded while training is stale): the clustering in each snapshot's kernel file, the
+    checkpoint and provenance.json are rewritten atomically; weights, kernels and timings are unchanged."""
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise TrainingError(f"{run_dir} holds no {CHECKPOINT}; train the run first (kernels_lib.training.train)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    clustering = {}
+    for record in state["snapshots"]:
+        file = run_dir / record["path"]
+        table = read_kernels(file)
+        metadata = {k: v for k, v in read_provenance(file).iloc[0].to_dict().items() if k not in ("file", "rows")}
+        clustering[record["epoch"]] = record["clustering"] = clustering_summary(table)
+        write_kernels(table, file, {**metadata, "clustering": record["clustering"]})
+    for entry in state["history"]:
+        if entry["epoch"] in clustering:
+            entry["clustering"] = clustering[entry["epoch"]]
+    _save_checkpoint(path, state)
+    provenance = json.loads((run_dir / PROVENANCE).read_text())
+    provenance["history"] = state["history"]
+    _write_provenance(run_dir, provenance)
+    return load_run(run_dir)
 
 
 def train(config: TrainConfig, run_dir=None, kernel_db=None, resume: bool = False, progress: bool = True,

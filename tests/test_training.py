@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -196,3 +197,23 @@ def test_circular_padding_equals_conv2d_with_wrapped_borders(k, size):
     torch.testing.assert_close(conv(x), reference, rtol=1e-4, atol=1e-5)
     with pytest.raises(nets.ModelError, match="at least as large"):
         nets.DepthwiseConv2d(4, 9, padding_mode="circular")(torch.randn(1, 4, 6, 6))
+
+
+def test_relabel_restores_what_the_current_references_say_and_leaves_the_rest(tmp_path):
+    """After the reference autoencoders are rebuilt the recorded % clustered is stale: relabel_run labels the
+    snapshots again; with the references that labelled them it gives back the committed files byte for byte."""
+    committed = training.RUNS_DIR / "dog-7x7"
+    run_dir = shutil.copytree(committed, tmp_path / "dog-7x7")
+    state = torch.load(run_dir / training.CHECKPOINT, map_location="cpu", weights_only=False)
+    provenance = json.loads((run_dir / training.PROVENANCE).read_text())
+    for record in [*state["snapshots"], *state["history"], *provenance["history"]]:
+        if "clustering" in record:
+            record["clustering"]["7x7"]["clustered"] = 0.0          # as if another autoencoder had labelled them
+    torch.save(state, run_dir / training.CHECKPOINT)
+    (run_dir / training.PROVENANCE).write_text(json.dumps(provenance))
+    relabelled = training.relabel_run(run_dir)
+    assert relabelled.snapshots[0].clustering["7x7"]["clustered"] == 1.0     # DoG-initialised: all clustered
+    for file in [training.PROVENANCE, *(p.relative_to(committed) for p in (committed / "kernels").iterdir())]:
+        assert (run_dir / file).read_bytes() == (committed / file).read_bytes(), file
+    with pytest.raises(training.TrainingError, match="holds no checkpoint"):
+        training.relabel_run(tmp_path / "missing")

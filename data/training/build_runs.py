@@ -3,6 +3,7 @@
     .venv/bin/python data/training/build_runs.py                     # every run not finished yet (resumes)
     .venv/bin/python data/training/build_runs.py kaiming-7x7 --overwrite
     .venv/bin/python data/training/build_runs.py --summary           # only rewrite summary.json
+    .venv/bin/python data/training/build_runs.py --relabel           # label the snapshots again (new references)
 
 Each run writes data/training/<run>/: checkpoint.pt (model, optimiser, history), provenance.json
 (config, data hashes, library versions, command, timings) and kernels/ (one Parquet kernel file per
@@ -86,11 +87,18 @@ def main(argv=None) -> None:
     parser.add_argument("runs", nargs="*", default=list(training.DEFAULT_RUNS))
     parser.add_argument("--overwrite", action="store_true", help="delete and retrain the named runs")
     parser.add_argument("--summary", action="store_true", help="only rewrite summary.json")
+    parser.add_argument("--relabel", action="store_true",
+                        help="label the named runs' snapshots again with the current reference autoencoders "
+                             "(after they are rebuilt), then rewrite summary.json")
     args = parser.parse_args(argv)
     unknown = [r for r in args.runs if r not in training.DEFAULT_RUNS]
     if unknown:
         sys.exit(f"unknown runs {unknown}; default runs: {', '.join(training.DEFAULT_RUNS)}")
-    if not args.summary:
+    if args.relabel:
+        for name in args.runs:
+            training.relabel_run(HERE / name)
+            print(f"{name}: snapshots labelled again")
+    elif not args.summary:
         for name in args.runs:
             build(name, args.overwrite)
     runs = summary(training.DEFAULT_RUNS)
