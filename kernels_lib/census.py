@@ -26,6 +26,22 @@ TIMM_ALL = MODELS_DIR / "timm-all.yaml"
 def timm_kernel_counts(name: str) -> dict[str, int]:
     """Depthwise kernels per size ({"7x7": n}) of the timm model `name` (with or without a pretrained
     tag), built on the meta device: shapes only, no weights, no download."""
+    return depthwise_kernel_counts(_meta_model(name))
+
+
+def timm_parameter_counts(name: str) -> dict[str, int]:
+    """Parameters of the timm model `name` (its pretrained tag sets the head), counted on the meta device:
+    {"all": every parameter (4 bytes each is its fp32 weights file), "conv": the weights of its Conv2d
+    layers (what extraction keeps of it)}, without downloading anything."""
+    from torch import nn
+
+    model = _meta_model(name)
+    return {"all": sum(p.numel() for p in model.parameters()),
+            "conv": sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))}
+
+
+def _meta_model(name: str):
+    """The timm model `name` built on PyTorch's meta device (shapes only)."""
     import timm
     import torch
 
@@ -40,7 +56,7 @@ def timm_kernel_counts(name: str) -> dict[str, int]:
         why = f"{type(err).__name__}: {err}".splitlines()[0][:200]
         raise AnalysisError(f"timm {timm.__version__} cannot build {full_name!r} without weights (meta device): "
                             f"{why}; a newer timm may (timm 1.0.15 and older cannot build ConvNeXt this way)") from err
-    return depthwise_kernel_counts(model)
+    return model
 
 
 def total_counts(counts) -> dict[str, int]:

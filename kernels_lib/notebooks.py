@@ -109,6 +109,8 @@ def default_parameters(model_set: str = DEFAULT_MODEL_SET, output_dir: Path | st
     `output_dir` defaults to `paths.figures_dir(model_set)`: figures/ for the gallery set, figures/<set>/
     for any other."""
     output_dir = Path(output_dir if output_dir is not None else figures_dir(model_set)).resolve()
+    if str(model_set).endswith((".yaml", ".yml")):   # a set file: the notebooks run in notebooks/, not here
+        model_set = str(Path(model_set).resolve())
     return {
         "model_set": model_set,
         "output_dir": str(output_dir),
@@ -182,7 +184,8 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
             notebook_dir: Path | str = NOTEBOOK_DIR, output_dir: Path | str | None = None,
             db_dir: Path | str = DB_DIR, parameters: dict | None = None,
             progress: bool = True, log=print, site: bool = True,
-            site_dir: Path | str | None = None) -> list[NotebookRun]:
+            site_dir: Path | str | None = None,
+            classification_dir: Path | str = CLASSIFICATION_DIR) -> list[NotebookRun]:
     """Run the numbered notebooks in order with the parameters of `model_set`; stop at the first failure.
 
     `parameters` override or extend the defaults (e.g. `{"seed": 1}`); each notebook gets the
@@ -191,7 +194,7 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
     run's output folder become the static site in `site_dir` (default: `site/` beside `build_dir`).
     """
     notebooks = list_notebooks(notebook_dir, only)
-    params = {**default_parameters(model_set, output_dir, db_dir), **(parameters or {})}
+    params = {**default_parameters(model_set, output_dir, db_dir, classification_dir), **(parameters or {})}
     say = log if log is not None else (lambda *_: None)
     runs = []
     for i, path in enumerate(notebooks, 1):
@@ -230,6 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=None,
                         help="figures folder (default: figures/ for the offline set, figures/<SET>/ for any other)")
     parser.add_argument("--db-dir", default=str(DB_DIR), help="kernel database folder (default: data/kernels/)")
+    parser.add_argument("--classification-dir", default=str(CLASSIFICATION_DIR),
+                        help="classifications and the set's own autoencoders (default: data/results/)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     parser.add_argument("--no-site", action="store_true",
                         help="do not render the executed notebooks and figures to the HTML site")
@@ -241,7 +246,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         run_all(model_set=args.models, only=args.only, build_dir=args.build_dir, notebook_dir=args.notebook_dir,
                 output_dir=args.output_dir, db_dir=args.db_dir, progress=not args.no_progress,
-                site=not args.no_site, site_dir=args.site_dir)
+                site=not args.no_site, site_dir=args.site_dir, classification_dir=args.classification_dir)
     except KernelsLibError as err:
         print(f"kernels_lib figures: error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,12 +1,13 @@
 """Helpers shared by the tests: the smoke database, a papermill run of a notebook, PNG checks, a
 local Hugging Face hub cache in the layout timm reads, and the smoke set's classification and site."""
-import hashlib
 import json
 from types import SimpleNamespace
 
 import pytest
 
 from kernels_lib import extract, notebooks, paths, results, zoo
+# the local Hugging Face hub cache the timm tests read (also used by benchmarks/rehearse_paper.py)
+from kernels_lib.sources.hub_cache import save_timm_to_hub, write_hub_cache  # noqa: F401
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,25 +65,3 @@ def run_notebook(name, tmp_path, db_dir=None, **parameters):
     [path] = notebooks.list_notebooks(only=name)
     notebooks.run_notebook(path, params, tmp_path / "build", progress=False)
     return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
-
-
-def write_hub_cache(hub, repo_id, fill, revision=None):
-    """huggingface_hub's cache layout, models--org--name/refs/main → snapshots/<revision>/: `fill(folder)`
-    writes the snapshot's files; the revision defaults to a hash of their bytes. Returns the snapshot folder."""
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
-    staging = repo / "staging"
-    staging.mkdir(parents=True)
-    fill(staging)
-    revision = revision or hashlib.sha1(b"".join(p.read_bytes() for p in sorted(staging.iterdir()))).hexdigest()
-    (repo / "snapshots").mkdir(exist_ok=True)
-    staging.rename(repo / "snapshots" / revision)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(revision)
-    return repo / "snapshots" / revision
-
-
-def save_timm_to_hub(hub, model, repo_id):
-    """A timm model's weights and config saved as timm's push_to_hub does, into a local hub cache."""
-    from timm.models._hub import save_for_hf
-
-    return write_hub_cache(hub, repo_id, lambda folder: save_for_hf(model, folder, safe_serialization=True))

@@ -99,3 +99,21 @@ def test_unreadable_parameters_line_is_refused(tmp_path):
     _write(path, "kernel_size = 7  # k = 5 or 7\nseed = 0", "pass")
     with pytest.raises(errors.ParametersCellError, match="kernel_size = 7"):
         notebooks.declared_parameters(path)
+
+
+def test_a_model_set_file_given_relative_to_here_is_found_by_the_notebooks(tmp_path, monkeypatch):
+    """`figures --models my_set.yaml` from the repository: the notebooks run in their own folder, so the
+    runner passes the file's absolute path."""
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    _write(src / "01_load.ipynb", "model_set = 'x'\noutput_dir = 'out'",
+           "import pathlib\nfrom kernels_lib import zoo\n"
+           "(pathlib.Path(output_dir) / 'name.txt').write_text(zoo.load_model_set(model_set).name)")
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "sets" / "mine.yaml").write_text("models:\n  - {kind: timm, name: convnextv2_atto, seed: 0}\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "o"
+    out.mkdir()
+    notebooks.run_all(model_set="sets/mine.yaml", notebook_dir=src, build_dir=tmp_path / "b", output_dir=out,
+                      progress=False, log=None)
+    assert (out / "name.txt").read_text() == "mine"

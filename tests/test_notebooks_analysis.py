@@ -11,6 +11,7 @@ from kernels_lib.autoencoder import Autoencoder, train
 from conftest import assert_png as _png
 from conftest import run_notebook as _run
 SMOKE_COUNTS = {3: 9156, 5: 800, 7: 1840}      # the smoke set's depthwise kernels (see test_notebook_01)
+SMOKE_YAML = str(paths.MODELS_DIR / "smoke.yaml")   # the smoke set named by its file, as `figures --models PATH` does
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,12 @@ def test_05_trains_the_sets_own_autoencoder_where_it_has_enough_kernels(tmp_path
     assert set(result["figures"]) == {"fig16_5x5", "loss_5x5", "reconstructions_5x5"}
     for f in result["figures"].values():
         _png(f)
-    # below the threshold nothing is trained
-    again, _ = _run("05_autoencoder_training", tmp_path / "again", smoke_db, reference_dir=str(autoencoders))
+    # below the threshold nothing is trained; the set given as a .yaml path reads the same database
+    again, _ = _run("05_autoencoder_training", tmp_path / "again", smoke_db, reference_dir=str(autoencoders),
+                    model_set=SMOKE_YAML)
     assert {v["autoencoder"] for v in again["sizes"].values()} == {"reference"} and again["figures"] == {}
+    assert again["model_set"] == "smoke"
+    assert {row["kernel_size"]: row["trained_kernels"] for row in again["plan"]} == {5: 800, 7: 0}
 
 
 def _own(autoencoders, tmp_path, sizes):
@@ -72,7 +76,8 @@ def _own(autoencoders, tmp_path, sizes):
 def test_06_labels_the_sets_own_spectra_and_draws_them(tmp_path, autoencoders):
     own = _own(autoencoders, tmp_path, [5])
     (own / "5x5" / spectrum.LABEL_FILE).unlink()             # a fresh own autoencoder: labelled automatically here
-    result, out = _run("06_spectrum_labeling", tmp_path, reference_dir=str(autoencoders), n_strip=200, n_label=2000)
+    result, out = _run("06_spectrum_labeling", tmp_path, reference_dir=str(autoencoders), n_strip=200, n_label=2000,
+                       model_set=SMOKE_YAML)   # a .yaml path finds the set's own autoencoders by the set's name
     five, seven = result["sizes"]["5"], result["sizes"]["7"]
     assert five["autoencoder"]["kind"] == "own" and seven["autoencoder"]["kind"] == "reference"
     assert five["label_source"] == str(own / "5x5" / spectrum.LABEL_FILE) and (own / "5x5" / spectrum.LABEL_FILE).is_file()
@@ -96,7 +101,7 @@ def test_06_labels_the_sets_own_spectra_and_draws_them(tmp_path, autoencoders):
 @pytest.mark.slow
 def test_07_classifies_the_smoke_set_with_the_chosen_autoencoders(tmp_path, autoencoders, smoke_db):
     _own(autoencoders, tmp_path, [5, 7])
-    result, out = _run("07_classify", tmp_path, smoke_db)
+    result, out = _run("07_classify", tmp_path, smoke_db, model_set=SMOKE_YAML)   # as `figures --models FILE.yaml` passes it
     path = tmp_path / "classification" / "smoke" / paths.RESULTS_FILE
     assert result["results_path"] == str(path)
     res = results.read_results(path)
@@ -125,6 +130,16 @@ def test_07_classifies_the_smoke_set_with_the_chosen_autoencoders(tmp_path, auto
     assert len(result["kmeans_3x3"]) == 4
     assert (res.loc[res.kh == 3, "clustering"] == "kmeans").all()
     _png(result["figures"]["clustered_fraction"])
+
+
+@pytest.mark.slow
+def test_07_runs_when_no_kernel_is_clustered(tmp_path, autoencoders, smoke_db):
+    """Untrained weights (the paper rehearsal's) can leave nothing clustered: 07 says so and goes on."""
+    _own(autoencoders, tmp_path, [5, 7])
+    result, out = _run("07_classify", tmp_path, smoke_db, threshold_5x5=1e-12, threshold_7x7=1e-12)   # no kernel that close
+    assert {row["n_clustered"] for row in result["clustered"]} == {0}
+    assert result["activation"] is None and "total_activation" not in result["tables"]
+    assert result["n_kernels"] == sum(SMOKE_COUNTS.values())
 
 
 @pytest.mark.slow
