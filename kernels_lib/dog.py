@@ -1,20 +1,30 @@
-"""The DoG family of the paper: analytic templates and a synthetic labelled kernel bank.
+"""The DoG family of the paper, complete under rotation: analytic templates and a synthetic bank.
 
 The clusters the paper finds in trained depthwise kernels (§4.2, §5, Figures 1, 12, 13) are the
 difference of Gaussians DoG = G(σ1) − w·G(σ2) (σ2 > σ1, normalised Gaussians, so the centre is
-positive: "On-centre"), its negative ("Off-centre"), their first derivatives ∂x, ∂y (4 classes)
-and second derivatives ∂xx, ∂yy, ∂xy (6 classes), the cross ±(exp(−x²/2σ²) + exp(−y²/2σ²))
-(Appendix B) and, in 5×5 kernels, the On/Off square: a solid block that contains the centre
-pixel and extends towards the upper-left or bottom-right corner (Appendix D).
+positive: "On-centre"), its negative ("Off-centre"), their first and second derivatives, the
+cross ±(exp(−x²/2σ²) + exp(−y²/2σ²)) (Appendix B) and, in 5×5 kernels, the On/Off square: a
+solid block that contains the centre pixel and extends towards the upper-left or bottom-right
+corner (Appendix D).
+
+The paper draws derivatives along the axes only (∂x, ∂y, ∂xx, ∂yy, ∂xy), but trained kernels
+are not axis-aligned, so here every derivative comes at any orientation θ (`kernels_lib.vocab`
+names them, e.g. "on-d1@30"). Gaussian derivatives are steerable: the first derivative along
+u = (cos θ, sin θ) is cos θ·∂x + sin θ·∂y, the second (a ridge) cos²θ·∂xx + sin 2θ·∂xy +
+sin²θ·∂yy, and the saddle (∂uu − ∂vv)/2 = cos 2θ·(∂xx − ∂yy)/2 + sin 2θ·∂xy. The Gaussians
+may also be anisotropic (an aspect ratio and the angle of the long axis), which trained kernels
+often are.
 
 Coordinates follow the array/image convention so that a kernel displays as it is evaluated:
 x is the column offset from the kernel centre (positive to the right), y the row offset
 (positive downwards), in pixels. "Upper-left" therefore means x < 0 and y < 0.
 
-Class names and how they merge live in `kernels_lib.vocab`. Uses: `evaluate` draws any class on any grid (k×k kernels, fine grids for the 3-D plots of
-Figure 1); `template_bank` + `nearest_template` label kernels by their closest analytic template
-(mean-centred cosine, as in the paper's loss); `synthetic_bank` is the ground truth against
-which the whole clustering method is tested; `random_kernels` is the i.i.d. control.
+Class names and how they merge live in `kernels_lib.vocab`. Uses: `evaluate` draws any class
+on any grid (k×k kernels, fine grids for the 3-D plots of Figure 1); `template_bank` +
+`nearest_template` label kernels by their closest analytic template (mean-centred cosine, as in
+the paper's loss), at every orientation; `synthetic_bank` draws labelled training kernels with
+uniformly distributed orientations; `random_kernels` is the i.i.d. control. Scoring is done on
+a separately written generator (`kernels_lib.groundtruth`), never on this bank.
 """
 from __future__ import annotations
 
@@ -26,7 +36,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .preprocess import centre_normalise, degenerate_mask
-from .vocab import CLASSES, DERIVATIVES, OTHER, fine_members, merge_class
+from .vocab import (AXIS_DERIVATIVES, CLASSES, FAMILIES, ORIENTED_KINDS, OTHER, fine_members, merge_class,
+                    oriented_class, orientation, unknown_class_message)
 
 CORNERS = ("upper-left", "bottom-right")
 #: Smallest centre σ (px) at which point-sampled DoG derivatives keep their shape.
@@ -62,19 +73,38 @@ def fine_grid(k: int, n: int = 101) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _gaussian_derivative(x, y, sigma, order: tuple[int, int]):
-    """∂ˣ∂ʸ of the normalised 2-D Gaussian G(σ) = exp(−r²/2σ²)/(2πσ²), orders up to 2."""
+def _gaussian_jet(x, y, sigma, anisotropy, aniso_angle):
+    """The normalised 2-D Gaussian and its derivatives up to order 2: {"g", "x", "y", "xx", "xy", "yy"}.
+
+    Covariance Σ = R diag(σ²a, σ²/a) Rᵀ with R the rotation by `aniso_angle` (degrees): σ is the
+    geometric mean width, a = `anisotropy` ≥ 1 the ratio of the long to the short axis. With
+    P = Σ⁻¹ and m = P·(x, y): ∇G = −m·G and ∇²G = (m mᵀ − P)·G.
+    """
     s2 = sigma * sigma
-    g = np.exp(-(x * x + y * y) / (2.0 * s2)) / (2.0 * np.pi * s2)
-    factor = {
-        (0, 0): 1.0,
-        (1, 0): -x / s2,
-        (0, 1): -y / s2,
-        (2, 0): (x * x / s2 - 1.0) / s2,
-        (0, 2): (y * y / s2 - 1.0) / s2,
-        (1, 1): x * y / (s2 * s2),
-    }[order]
-    return factor * g
+    phi = np.deg2rad(aniso_angle)
+    c, s = np.cos(phi), np.sin(phi)
+    long_, short = 1.0 / (s2 * anisotropy), anisotropy / s2      # eigenvalues of P
+    pxx = long_ * c * c + short * s * s
+    pyy = long_ * s * s + short * c * c
+    pxy = (long_ - short) * c * s
+    mx = pxx * x + pxy * y
+    my = pxy * x + pyy * y
+    g = np.exp(-0.5 * (x * mx + y * my)) / (2.0 * np.pi * s2)
+    return {"g": g, "x": -mx * g, "y": -my * g, "xx": (mx * mx - pxx) * g, "xy": (mx * my - pxy) * g,
+            "yy": (my * my - pyy) * g}
+
+
+def _steer(kind: str, theta, jet: dict):
+    """The oriented derivative `kind` ("" for none) along θ (degrees) from a Gaussian jet."""
+    if not kind:
+        return jet["g"]
+    t = np.deg2rad(theta)
+    c, s = np.cos(t), np.sin(t)
+    if kind == "d1":
+        return c * jet["x"] + s * jet["y"]
+    if kind == "d2":
+        return c * c * jet["xx"] + 2.0 * c * s * jet["xy"] + s * s * jet["yy"]
+    return (c * c - s * s) * 0.5 * (jet["xx"] - jet["yy"]) + 2.0 * c * s * jet["xy"]   # saddle
 
 
 def _square(x, y, side, direction, edge):
@@ -90,6 +120,27 @@ def _square(x, y, side, direction, edge):
     return inside(x) * inside(y)
 
 
+def pattern(cls: str) -> tuple[str, str, float | None]:
+    """(polarity, kind, θ) that `evaluate` draws for a class name: kind "" (the DoG itself), "cross",
+    "square", or an oriented kind "d1"/"d2"/"saddle" with its angle (None for a name without one)."""
+    if cls in FAMILIES:
+        polarity, kind = cls.split("-", 1)
+        return polarity, kind, None
+    try:
+        oriented = orientation(cls)
+    except ValueError:
+        oriented = None
+    if oriented is not None:
+        return oriented
+    if cls in CLASSES:
+        polarity, _, kind = cls.partition("-")
+        return polarity, kind, None
+    analytic = ", ".join(CLASSES + FAMILIES)
+    if cls == OTHER:
+        raise ValueError(f"cannot evaluate class {cls!r}; analytic classes: {analytic} and oriented names like 'on-d1@30'")
+    raise ValueError(unknown_class_message(cls) if isinstance(cls, str) else f"class name must be a string, got {cls!r}")
+
+
 def evaluate(
     cls: str,
     x: np.ndarray,
@@ -98,6 +149,9 @@ def evaluate(
     sigma=1.0,
     ratio=2.0,
     surround=1.0,
+    theta=None,
+    anisotropy=1.0,
+    aniso_angle=0.0,
     cross_sigma=0.6,
     side=3.0,
     corner: str = "upper-left",
@@ -107,14 +161,15 @@ def evaluate(
 ) -> np.ndarray:
     """Value of class `cls` at coordinates (x, y); parameters broadcast against the grid.
 
-    DoG family (on, off and their derivatives): DoG = G(sigma) − surround·G(ratio·sigma).
-    Cross: ±(exp(−x²/2·cross_sigma²) + exp(−y²/2·cross_sigma²)). Square: ±block of `side`
-    pixels towards `corner` with border width `edge`. `shift` = (dx, dy) moves the pattern's
-    centre by sub-pixel amounts; `amplitude` scales it. Values are raw (not centred).
+    DoG family (on, off and their derivatives): DoG = G(sigma) − surround·G(ratio·sigma), both
+    Gaussians with the same `anisotropy` (long/short axis ≥ 1) and long-axis angle `aniso_angle`
+    (degrees). A derivative takes its orientation from its name ("on-d1@30", "on-dx" = 0°) or,
+    for a name without one ("on-d1"), from `theta` (degrees, may be an array). Cross:
+    ±(exp(−x²/2·cross_sigma²) + exp(−y²/2·cross_sigma²)). Square: ±block of `side` pixels towards
+    `corner` with border width `edge`. `shift` = (dx, dy) moves the pattern's centre by sub-pixel
+    amounts; `amplitude` scales it. Values are raw (not centred).
     """
-    if cls not in CLASSES:
-        raise ValueError(f"cannot evaluate class {cls!r}; analytic classes: {', '.join(CLASSES)}")
-    polarity, kind = cls.split("-", 1) if "-" in cls else (cls, "")
+    polarity, kind, named_theta = pattern(cls)
     sign = 1.0 if polarity == "on" else -1.0
     u = np.asarray(x, dtype=np.float64) - shift[0]
     v = np.asarray(y, dtype=np.float64) - shift[1]
@@ -135,9 +190,17 @@ def evaluate(
                 f"need sigma > 0, ratio = sigma2/sigma1 > 1 and surround >= 0, "
                 f"got sigma={sigma}, ratio={ratio}, surround={surround}"
             )
-        order = DERIVATIVES[kind] if kind else (0, 0)
+        if not np.all(np.asarray(anisotropy) >= 1):
+            raise ValueError(f"anisotropy is the ratio of the long to the short axis, >= 1; got {anisotropy}")
+        if kind and named_theta is not None and theta is not None:
+            raise ValueError(f"{cls!r} names its orientation; pass theta= only with a name without one, like 'on-d1'")
+        theta = named_theta if named_theta is not None else (0.0 if theta is None else theta)
+        if kind and not np.all(np.isfinite(np.asarray(theta, dtype=np.float64))):
+            raise ValueError(f"theta must be finite degrees, got {theta}")
         s1 = np.asarray(sigma, dtype=np.float64)
-        value = _gaussian_derivative(u, v, s1, order) - surround * _gaussian_derivative(u, v, s1 * ratio, order)
+        centre = _gaussian_jet(u, v, s1, anisotropy, aniso_angle)
+        wide = _gaussian_jet(u, v, s1 * ratio, anisotropy, aniso_angle)
+        value = _steer(kind, theta, centre) - surround * _steer(kind, theta, wide)
     return sign * amplitude * value
 
 
@@ -176,39 +239,53 @@ def template_bank(
     squares: bool | None = None,
     square_sides: tuple[float, ...] = (2.0, 3.0),
     shifts: tuple[float, ...] = (-0.2, 0.0, 0.2),
+    angle_step: float = 15.0,
 ) -> TemplateBank:
-    """Several templates per class so that nearest-template matching is robust to σ.
+    """Several templates per class so that nearest-template matching is robust to σ and orientation.
 
     `sigmas` (centre σ of the DoG family) default to 5 values over `default_sigma_range(k)`; `cross_sigmas`
-    follow Appendix B (0.4–0.8 px on 7×7). Squares are included where they occur (k == 5)
-    unless `squares` says otherwise. Every pattern is also drawn shifted by each (dx, dy) in
-    `shifts`², since trained patterns sit off-centre by fractions of a pixel: with the default
-    9 shifts a clean synthetic kernel finds a template with cosine > 0.9 instead of ~0.6 for
-    narrow shifted derivatives; `shifts=(0.0,)` gives a bank 9× smaller and faster to match.
+    follow Appendix B (0.4–0.8 px on 7×7). Derivatives are drawn at every `angle_step` degrees over
+    their canonical range (d1 and d2: [0, 180), saddles: [0, 90), both polarities), so every
+    orientation has a template within half a step: at the default 15° a derivative rotated
+    halfway between two templates keeps a cosine ≥ 0.96 with the nearer one (d1 ≈ cos 7.5°,
+    saddle ≈ cos 15°). Squares are included where they occur (k == 5) unless `squares` says
+    otherwise. Every pattern is also drawn shifted by each (dx, dy) in `shifts`², since trained
+    patterns sit off-centre by fractions of a pixel: with the default 9 shifts a clean synthetic
+    kernel finds a template with cosine > 0.9 instead of ~0.6 for narrow shifted derivatives;
+    `shifts=(0.0,)` gives a bank 9× smaller and faster to match.
     """
     x, y = kernel_grid(k)
     if sigmas is None:
         sigmas = tuple(np.linspace(*default_sigma_range(k), 5))
     if squares is None:
         squares = k == 5
+    if not (np.isfinite(angle_step) and 0 < angle_step <= 90):
+        raise ValueError(f"angle_step must be in (0, 90] degrees, got {angle_step}")
+    patterns: list[tuple[str, list[dict]]] = []        # (class name, parameter variants)
+    dog_variants = [{"sigma": s, "ratio": r} for s in sigmas for r in ratios]
+    for cls in ("on", "off"):
+        patterns.append((cls, dog_variants))
+    for cls in ("on-cross", "off-cross"):
+        patterns.append((cls, [{"cross_sigma": s} for s in cross_sigmas]))
+    for kind, (_, period) in ORIENTED_KINDS.items():
+        for angle in np.arange(0.0, period - 1e-9, angle_step):
+            for polarity in ("on", "off"):
+                patterns.append((oriented_class(polarity, kind, float(angle)), dog_variants))
+    if squares:
+        for cls in ("on-square", "off-square"):
+            patterns.append((cls, [{"side": s, "corner": c} for s in square_sides if s < k for c in CORNERS]))
     rows: list[dict] = []
     kernels = []
-    for cls in CLASSES:
-        kind = cls.split("-", 1)[1] if "-" in cls else ""
-        if kind == "cross":
-            variants = [{"cross_sigma": s} for s in cross_sigmas]
-        elif kind == "square":
-            if not squares:
-                continue
-            variants = [{"side": s, "corner": c} for s in square_sides if s < k for c in CORNERS]
-        else:
-            variants = [{"sigma": s, "ratio": r} for s in sigmas for r in ratios]
-        for v in variants:
-            for sy in shifts:
-                for sx in shifts:
-                    kernels.append(evaluate(cls, x, y, shift=(sx, sy), **v))
-                    rows.append({"class": cls, **v, "shift_x": sx, "shift_y": sy})
-    raw = np.stack(kernels)
+    shift_pairs = [(sx, sy) for sy in shifts for sx in shifts]
+    for cls, variants in patterns:
+        for corner in dict.fromkeys(v.get("corner", "upper-left") for v in variants):
+            chosen = [v for v in variants if v.get("corner", "upper-left") == corner]
+            table = pd.DataFrame([{**v, "shift_x": sx, "shift_y": sy} for v in chosen for sx, sy in shift_pairs])
+            col = {c: table[c].to_numpy()[:, None, None] for c in table.columns if c != "corner"}
+            kernels.append(evaluate(cls, x, y, shift=(col.pop("shift_x"), col.pop("shift_y")),
+                                    **({"corner": corner} if "square" in cls else {}), **col))
+            rows += [{"class": cls, **r} for r in table.to_dict("records")]
+    raw = np.concatenate(kernels)
     bad = degenerate_mask(raw)
     if bad.any():
         which = [rows[i] for i in np.flatnonzero(bad)]
@@ -303,7 +380,8 @@ class SyntheticBank:
 
 
 def _class_probabilities(k: int, class_weights: Mapping[str, float] | None) -> tuple[list[str], np.ndarray]:
-    """Fine classes and their probabilities; merged names share their weight equally."""
+    """Names to draw from and their probabilities; merged names share their weight equally among
+    `vocab.fine_members` (a derivative class among its oriented kinds, each at every angle)."""
     if class_weights is None:
         class_weights = {c: w for c, w in DEFAULT_WEIGHTS.items() if k == 5 or "square" not in c}
     fine: dict[str, float] = {}
@@ -337,6 +415,7 @@ def synthetic_bank(
     sigma_range: tuple[float, float] | None = None,
     ratio_range: tuple[float, float] = (1.5, 3.0),
     surround_range: tuple[float, float] = (0.7, 1.0),
+    anisotropy_range: tuple[float, float] = (1.0, 1.5),
     cross_sigma_range: tuple[float, float] = (0.4, 0.8),
     square_sides: tuple[float, ...] = (2.0, 3.0),
     edge_range: tuple[float, float] = (0.05, 0.25),
@@ -345,12 +424,16 @@ def synthetic_bank(
 ) -> SyntheticBank:
     """n labelled k×k kernels drawn from the DoG family with Gaussian noise, reproducibly.
 
-    Per kernel: class by `class_weights` (fine or merged names, or "other" for i.i.d. Gaussian
+    Per kernel: class by `class_weights` (merged names, fine names with or without an angle —
+    "on-d1" draws every orientation, "on-d1@30" or "on-dx" one — or "other" for i.i.d. Gaussian
     kernels; default after the paper's proportions), σ1 in `sigma_range` (default
-    `default_sigma_range(k)`), σ2/σ1 in `ratio_range`, surround weight, cross σ, square side/corner/edge,
-    a sub-pixel shift in [−max_shift, max_shift]², and an amplitude (log-uniform) that is the
-    RMS of the centred clean kernel. Noise σ = amplitude / snr, so snr is the ratio of centred
-    signal RMS to noise σ; a (lo, hi) pair draws it log-uniformly per kernel; inf means no noise.
+    `default_sigma_range(k)`), σ2/σ1 in `ratio_range`, surround weight, an orientation θ uniform
+    over the full circle (derivatives; the label carries it, canonically: "off-d1@20" for a first
+    derivative at 200°), an anisotropy (long/short axis) in `anisotropy_range` with a uniform
+    long-axis angle (DoG family), cross σ, square side/corner/edge, a sub-pixel shift in
+    [−max_shift, max_shift]², and an amplitude (log-uniform) that is the RMS of the centred clean
+    kernel. Noise σ = amplitude / snr, so snr is the ratio of centred signal RMS to noise σ; a
+    (lo, hi) pair draws it log-uniformly per kernel; inf means no noise.
     """
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
@@ -372,13 +455,18 @@ def synthetic_bank(
             raise ValueError(f"amplitude and snr ranges must be finite (lo, hi) with 0 < lo <= hi, got {lo_hi}")
         return np.exp(rng.uniform(np.log(lo_hi[0]), np.log(lo_hi[1]), size))
 
+    if not anisotropy_range[0] >= 1:
+        raise ValueError(f"anisotropy (long/short axis) must be >= 1, got the range {anisotropy_range}")
     codes = rng.choice(len(names), size=n, p=p)
-    labels = np.array(names)[codes]
+    drawn = np.array(names, dtype=object)[codes]
     params = pd.DataFrame({
-        "class": labels,
+        "class": drawn,
         "sigma": uniform(sigma_range, n),
         "ratio": uniform(ratio_range, n),
         "surround": uniform(surround_range, n),
+        "theta": uniform((0.0, 360.0), n),
+        "anisotropy": uniform(anisotropy_range, n),
+        "aniso_angle": uniform((0.0, 180.0), n),
         "cross_sigma": uniform(cross_sigma_range, n),
         "side": rng.choice(np.asarray(square_sides, dtype=np.float64), size=n),
         "corner": np.array(CORNERS, dtype=object)[rng.integers(0, 2, n)],
@@ -393,24 +481,46 @@ def synthetic_bank(
     noise_unit = rng.standard_normal((n, k, k), dtype=np.float32)
 
     clean = np.empty((n, k, k), dtype=np.float64)
+    kind = np.empty(n, dtype=object)
     corners = params["corner"].to_numpy()
+    theta = params["theta"].to_numpy().copy()
     for code, cls in enumerate(names):
-        for corner in (CORNERS if "square" in cls else CORNERS[:1]):
+        if cls == OTHER:
+            polarity, kind_of, fixed = "", OTHER, None
+        else:
+            polarity, kind_of, fixed = pattern(cls)
+        for corner in (CORNERS if kind_of == "square" else CORNERS[:1]):
             mask = codes == code
-            if "square" in cls:
+            if kind_of == "square":
                 mask &= corners == corner
             rows = np.flatnonzero(mask)
             if not len(rows):
                 continue
-            if cls == OTHER:
+            kind[rows] = kind_of
+            if kind_of == OTHER:
                 clean[rows] = rng.standard_normal((len(rows), k, k))
                 continue
             col = {c: params[c].to_numpy()[rows, None, None] for c in params.columns if c not in ("class", "corner")}
-            clean[rows] = evaluate(
-                cls, x, y, sigma=col["sigma"], ratio=col["ratio"], surround=col["surround"],
-                cross_sigma=col["cross_sigma"], side=col["side"], corner=corner, edge=col["edge"],
-                shift=(col["shift_x"], col["shift_y"]),
+            oriented = kind_of in ORIENTED_KINDS
+            if oriented:
+                # the angle to 0.1° (as the label writes it), in its canonical range, the polarity
+                # flipped where that rotation negates the pattern
+                period = ORIENTED_KINDS[kind_of][1]
+                angle = np.round(theta[rows] if fixed is None else np.full(len(rows), fixed), 1)
+                turns = np.floor(angle / period)
+                theta[rows] = np.round(angle - turns * period, 1) % period
+                flip = (turns % 2 == 1) & (kind_of != "d2")
+                polarities = np.where(flip, "off" if polarity == "on" else "on", polarity)
+                col["sign"] = np.where(flip, -1.0, 1.0)[:, None, None]
+                drawn[rows] = [oriented_class(pol, kind_of, t) for pol, t in zip(polarities, theta[rows])]
+            clean[rows] = col.get("sign", 1.0) * evaluate(
+                f"{polarity}-{kind_of}" if oriented else cls, x, y, sigma=col["sigma"], ratio=col["ratio"],
+                surround=col["surround"], theta=theta[rows, None, None] if oriented else None,
+                anisotropy=col["anisotropy"], aniso_angle=col["aniso_angle"], cross_sigma=col["cross_sigma"],
+                side=col["side"], corner=corner, edge=col["edge"], shift=(col["shift_x"], col["shift_y"]),
             )
+    params["theta"] = theta
+    params["class"] = drawn
     rms = _centred_rms(clean)
     bad = rms <= 0
     if bad.any():
@@ -422,9 +532,9 @@ def synthetic_bank(
     noisy = clean + noise_unit
 
     # Mark parameters that do not apply to a kernel's class as missing.
-    kind = np.array([c.split("-", 1)[1] if "-" in c else c for c in names])[codes]
     dog_family = ~np.isin(kind, ["cross", "square", OTHER])
-    params.loc[~dog_family, ["sigma", "ratio", "surround"]] = np.nan
+    params.loc[~dog_family, ["sigma", "ratio", "surround", "anisotropy", "aniso_angle"]] = np.nan
+    params.loc[~np.isin(kind, list(ORIENTED_KINDS)), "theta"] = np.nan
     params.loc[kind != "cross", "cross_sigma"] = np.nan
     params.loc[kind != "square", ["side", "edge"]] = np.nan
     params.loc[kind != "square", "corner"] = None
@@ -433,7 +543,7 @@ def synthetic_bank(
     params.insert(1, "merged", merged)
     return SyntheticBank(
         kernels=noisy,
-        classes=labels,
+        classes=drawn.astype(str),
         merged=merged,
         clean=clean,
         params=params,

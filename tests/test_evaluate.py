@@ -37,6 +37,13 @@ def test_evaluate_arithmetic_on_a_hand_made_case():
     d1 = per.loc["1st-derivative"]
     assert d1[["support", "predicted", "recall"]].tolist() == [1, 0, 0.0] and np.isnan(d1["precision"])
     assert per["precision"].isna().tolist() == (per["predicted"] == 0).tolist()
+    # the confusion matrix: rows the true classes, columns what they became ("unclustered" included)
+    conf = ev["confusion"]
+    assert list(conf.index) == ["on", "off", "1st-derivative"]
+    assert list(conf.columns) == ["on", "off", "1st-derivative", "unclustered"]
+    assert conf.loc["on"].tolist() == [2, 0, 0, 0] and conf.loc["off"].tolist() == [1, 1, 0, 0]
+    assert conf.loc["1st-derivative"].tolist() == [0, 0, 0, 1]
+    assert int(np.trace(conf.to_numpy()[:, :3])) == 3 and conf.to_numpy().sum() == 5
     with pytest.raises(AnalysisError, match="true classes"):
         evaluate.evaluate(clf, kernels, truth[:3])
 

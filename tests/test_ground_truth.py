@@ -1,42 +1,238 @@
-"""The whole automatic method against ground truth: train → auto-label → classify.
+"""Scoring on an independent ground truth (kernels_lib.groundtruth), never on the training family.
 
-A synthetic DoG-family bank (kernels_lib.dog) has known classes. The autoencoder is trained
-on it, its spectrum labelled automatically from the templates, and a second, independent
-bank classified at the paper's threshold (0.3 for 7×7, 0.2 for 5×5): most kernels must land in
-their own merged class, and i.i.d. random kernels must hardly cluster at all.
-
-Deliberately small (tens of thousands of kernels, ≤ 30 epochs, hidden widths 256-128-64-32)
-so that it runs in the test suite; the reference autoencoders in data/autoencoders are bigger.
+The autoencoders learn from `dog.synthetic_bank` and name their spectra with `dog`'s templates;
+here they are scored on kernels from a second generator written apart from `dog` (box-averaged
+8× renderings of separable Hermite–Gaussians, its own ranges and seed stream). First the
+generator itself is checked (noise, integration, uniform classes and angles, agreement with
+`dog` on what each class is); then the reference autoencoders must reach issue 8's targets at
+moderate noise (SNR 3); then the whole automatic path (train → auto-label → classify) on a
+small autoencoder.
 """
+import ast
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.special import ndtr
 
-from kernels_lib import dog
+from kernels_lib import dog, evaluate, groundtruth, vocab
 from kernels_lib.autoencoder import Autoencoder, train
-from kernels_lib.classify import label_kernels
-from kernels_lib.vocab import PAPER_THRESHOLDS
+from kernels_lib.classify import autoencoder_classifier, label_kernels
+from kernels_lib.paths import REFERENCE_AUTOENCODERS
 from kernels_lib.preprocess import centre_normalise
 from kernels_lib.spectrum import CLASSIFY_CODES, LABEL_FILE, code_labels, decode_spectrum, label_spectrum, read_labels
+from kernels_lib.vocab import PAPER_THRESHOLDS
 
-REFERENCE = Path(__file__).resolve().parents[1] / "data" / "autoencoders"
+#: Issue 8's targets for the reference autoencoders at moderate noise: (accuracy, recall of every class).
+TARGETS = {7: (0.95, 0.85), 5: (0.88, 0.70)}
+#: Most i.i.d. random kernels the reference autoencoders may cluster.
+RANDOM_MAX = 0.005
+#: Ground-truth kernels per size in the reference checks (about 1,000 / 750 per class for 7×7 / 5×5).
+N_SCORED = 6_000
+#: Seed of the banks scored here; build_reference.py selects candidates on another seed.
+SCORE_SEED = 2024
 
-#: kernel size → (SNR of the banks, training kernels, accuracy the method must reach)
-CASES = {7: (2.0, 24_000, 0.93), 5: (4.0, 24_000, 0.90)}
+
+def _full_turn(name: str) -> tuple[str, float, float]:
+    """(kind, angle, period) of a derivative name with its polarity flip written as half a period,
+    so that angles of one kind compare on a full circle (d1: 360°, saddle: 180°, ridges per polarity: 180°)."""
+    polarity, kind, angle = vocab.orientation(name)
+    period = vocab.ORIENTED_KINDS[kind][1]
+    if kind == "d2":
+        return f"{polarity}-d2", angle, period
+    return kind, angle + (period if polarity == "off" else 0.0), 2 * period
+
+
+def _angle_error(a: str, b: str) -> float:
+    """Degrees between two derivative names' orientations; inf if they are not the same kind."""
+    (ka, ta, full), (kb, tb, _) = _full_turn(a), _full_turn(b)
+    return abs((ta - tb + full / 2) % full - full / 2) if ka == kb else np.inf
+
+
+# --------------------------------------------------------------------------------------------
+# The generator
+# --------------------------------------------------------------------------------------------
+
+def test_ground_truth_is_written_apart_from_dog():
+    """Its only project import is the vocabulary (class names); nothing of dog's functions or templates."""
+    tree = ast.parse(Path(groundtruth.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert imported <= {"__future__", "dataclasses", "numpy", "pandas", "vocab"}, imported
+
+
+def test_reproducible_seeded_and_not_dogs_random_numbers():
+    a = groundtruth.ground_truth_bank(7, 300, seed=5)
+    b = groundtruth.ground_truth_bank(7, 300, seed=5)
+    c = groundtruth.ground_truth_bank(7, 300, seed=6)
+    np.testing.assert_array_equal(a.kernels, b.kernels)
+    assert a.params.equals(b.params) and list(a.fine) == list(b.fine)
+    assert not np.array_equal(a.kernels, c.kernels)
+    assert a.kernels.dtype == np.float32 and a.kernels.shape == (300, 7, 7)
+    # its own seed stream: not the numbers numpy's generator gives dog for the same seed
+    assert not np.allclose(a.params["theta"].dropna().to_numpy()[:5] / 360.0,
+                           np.random.default_rng(5).uniform(size=5))
+
+
+@pytest.mark.parametrize("k,snr", [(7, 3.0), (5, 1.5)])
+def test_noise_is_the_snr_asked_for(k, snr):
+    bank = groundtruth.ground_truth_bank(k, 3000, snr=snr, seed=1)
+    flat = lambda a: a.reshape(len(a), -1).astype(np.float64)
+    centred = lambda a: a - a.mean(axis=1, keepdims=True)
+    clean, noise = centred(flat(bank.clean)), centred(flat(bank.kernels)) - centred(flat(bank.clean))
+    signal_rms = np.sqrt((clean ** 2).mean(axis=1))
+    np.testing.assert_allclose(signal_rms, bank.params["amplitude"], rtol=1e-4)
+    measured = 1 / np.sqrt((noise.var(axis=1, ddof=1) / signal_rms ** 2).mean() * (k * k) / (k * k - 1))
+    assert measured == pytest.approx(snr, rel=0.03)
+    assert groundtruth.MODERATE_SNR == 3.0
+
+
+def test_rendering_integrates_over_each_pixel():
+    """A pure Gaussian (surround weight 0) box-averaged over 8×8 sub-pixels matches its exact pixel
+    integral (a product of error functions) to 0.3 % of its peak (the midpoint rule's error at σ 0.6 px is
+    about h²/24σ² ≈ 0.2 %), while point sampling at the pixel centres is off by more than 5 %."""
+    k, sigma, sx, sy = 7, 0.6, 0.23, -0.31
+    params = pd.DataFrame({"sigma": [sigma], "aspect": [1.0], "axis": [0.0], "ratio": [2.0], "weight": [0.0],
+                           "shift_x": [sx], "shift_y": [sy]})
+    rendered = groundtruth.render("blob", k, params)[0]
+    c = np.arange(k) - (k - 1) / 2
+    px = ndtr((c + 0.5 - sx) / sigma) - ndtr((c - 0.5 - sx) / sigma)
+    py = ndtr((c + 0.5 - sy) / sigma) - ndtr((c - 0.5 - sy) / sigma)
+    exact = np.outer(py, px)
+    np.testing.assert_allclose(rendered, exact, atol=3e-3 * exact.max())
+    y, x = np.meshgrid(c, c, indexing="ij")
+    sampled = np.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * sigma ** 2)) / (2 * np.pi * sigma ** 2)
+    assert np.abs(sampled - exact).max() > 0.05 * exact.max()
+
+
+def test_classes_are_uniform_and_orientations_fill_the_circle():
+    n = 12_000
+    bank = groundtruth.ground_truth_bank(5, n, snr=np.inf, seed=3)
+    counts = pd.Series(bank.merged).value_counts()
+    assert set(counts.index) == set(groundtruth.merged_classes(5)) and len(counts) == 8
+    assert (abs(counts / n - 1 / 8) < 4 * np.sqrt((1 / 8) * (7 / 8) / n)).all(), counts
+    assert "on-square" not in groundtruth.merged_classes(7)
+    edges = [_full_turn(f)[1] for f, m in zip(bank.fine, bank.merged) if m == "1st-derivative"]
+    hist = np.histogram(edges, bins=12, range=(0, 360))[0]
+    expected = len(edges) / 12
+    assert ((hist - expected) ** 2 / expected).sum() < 31.3, hist      # χ², 11 degrees of freedom, p = 0.001
+    np.testing.assert_array_equal(bank.merged, vocab.merge_classes(bank.fine))
+
+
+@pytest.mark.parametrize("corner", ["upper-left", "bottom-right"])
+def test_squares_sit_in_their_corner(corner):
+    bank = groundtruth.ground_truth_bank(5, 600, snr=np.inf, seed=4, classes=["on-square"])
+    rows = bank.params["corner"].to_numpy() == corner
+    mean = bank.clean[rows].mean(axis=0)
+    upper_left, lower_right = mean[:2, :2].mean(), mean[3:, 3:].mean()
+    assert (upper_left > 2 * lower_right) if corner == "upper-left" else (lower_right > 2 * upper_left)
+    assert mean[2, 2] == mean.max() or mean[2, 2] > 0.9 * mean.max()     # the block holds the centre pixel
+
+
+@pytest.mark.parametrize("k", [5, 7])
+def test_the_two_generators_agree_on_every_class_and_angle(k):
+    """`dog`'s templates name clean ground-truth kernels: same merged class, and for derivatives the
+    same kind and polarity with an angle within 15° (templates lie every 15°). Measured: 100 % of
+    merged classes, angle errors ≤ 12.6°."""
+    bank = groundtruth.ground_truth_bank(k, 4000, snr=np.inf, seed=7)
+    match = dog.nearest_template(bank.clean, dog.template_bank(k))
+    assert (match.merged == bank.merged).mean() >= 0.995
+    errors = np.array([_angle_error(t, m) for t, m in zip(bank.fine, match.classes) if "@" in t])
+    assert len(errors) > 1000 and np.mean(errors <= 15.0) >= 0.99, np.percentile(errors, [50, 99, 100])
+
+
+def test_bad_arguments_say_what_is_wrong():
+    with pytest.raises(ValueError, match="merged classes"):
+        groundtruth.ground_truth_bank(7, 10, classes=["gabor"])
+    with pytest.raises(ValueError, match="snr"):
+        groundtruth.ground_truth_bank(7, 10, snr=0.0)
+    with pytest.raises(ValueError, match="kernel size"):
+        groundtruth.ground_truth_bank(2, 10)
+    with pytest.raises(ValueError, match="non-negative"):
+        groundtruth.ground_truth_bank(7, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# The reference autoencoders (issue 8's "must show")
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=[7, 5], ids=lambda k: f"{k}x{k}")
+def reference_scores(request):
+    k = request.param
+    clf = autoencoder_classifier(REFERENCE_AUTOENCODERS[k])
+    bank = groundtruth.ground_truth_bank(k, N_SCORED, snr=groundtruth.MODERATE_SNR, seed=SCORE_SEED)
+    rows = clf.predict(bank.kernels)
+    scores = evaluate.evaluate(clf, bank.kernels, bank.merged, dog.random_kernels(k, 20_000, seed=SCORE_SEED))
+    kaiming = clf.predict(dog.random_kernels(k, 20_000, seed=SCORE_SEED + 1, distribution="kaiming"))
+    return k, bank, rows, scores, float(kaiming["clustered"].mean())
+
+
+def test_reference_autoencoders_name_the_independent_ground_truth(reference_scores):
+    k, bank, rows, scores, _ = reference_scores
+    accuracy, recall = TARGETS[k]
+    per = scores["per_class"].set_index("class")
+    print(f"\n{k}x{k} at SNR {groundtruth.MODERATE_SNR:g}: accuracy {scores['accuracy']:.4f}\n{per.round(3)}\n"
+          f"{scores['confusion']}")
+    assert scores["accuracy"] >= accuracy
+    low = per.loc[per["support"] > 0, "recall"]
+    assert (low >= recall).all(), low[low < recall]
+
+
+def test_reference_autoencoders_find_derivatives_at_every_angle(reference_scores):
+    """Recall of derivatives binned by their angle to the nearest axis (0–15°, 15–30°, 30–45°):
+    diagonal derivatives must be found as well as axis-aligned ones."""
+    k, bank, rows, _, _ = reference_scores
+    _, recall = TARGETS[k]
+    predicted = rows["merged"].to_numpy()
+    for merged in ("1st-derivative", "2nd-derivative"):
+        sel = bank.merged == merged
+        off_axis = np.array([min(t % 90, 90 - t % 90) for t in bank.params.loc[sel, "theta"]])
+        if merged == "2nd-derivative":   # a saddle's own axes lie 45° from its angle's
+            saddle = bank.params.loc[sel, "recipe"].to_numpy() == "saddle"
+            off_axis[saddle] = 45 - off_axis[saddle]
+        hit = predicted[sel] == merged
+        for lo in (0, 15, 30):
+            in_bin = (off_axis >= lo) & (off_axis < lo + 15)
+            print(f"{k}x{k} {merged} {lo}–{lo + 15}° from an axis: recall {hit[in_bin].mean():.3f} (n={in_bin.sum()})")
+            assert in_bin.sum() > 50 and hit[in_bin].mean() >= recall, (merged, lo)
+
+
+def test_reference_autoencoders_do_not_cluster_random_kernels(reference_scores):
+    k, _, _, scores, kaiming = reference_scores
+    print(f"\n{k}x{k}: i.i.d. N(0, 1) clustered {scores['random_clustered_fraction']:.4%}, Kaiming {kaiming:.4%}")
+    assert scores["random_clustered_fraction"] <= RANDOM_MAX and kaiming <= RANDOM_MAX
+
+
+@pytest.mark.parametrize("k", [7, 5])
+def test_reference_autoencoders_were_chosen_on_the_ground_truth(k):
+    """Every class is in the label file; the provenance says the candidates were selected on the
+    independent ground truth (another seed than the one scored above), not on real kernels."""
+    directory = REFERENCE_AUTOENCODERS[k]
+    ae = Autoencoder.load(directory, device="cpu")
+    assert ae.kernel_shape == (k, k) and ae.provenance["corpus"] and "n_degenerate_excluded" in ae.provenance
+    classes = set(groundtruth.merged_classes(k))
+    assert classes <= {iv.label for iv in read_labels(directory / LABEL_FILE)}
+    selection = ae.provenance["evaluation"]["selection"]
+    assert selection["criterion"].startswith("kernels_lib.groundtruth") and selection["seed"] != SCORE_SEED
+    assert "trained_labelled" not in selection["criterion"]
+    assert len(ae.provenance["evaluation"]["candidates"]) >= 1
+
+
+# --------------------------------------------------------------------------------------------
+# The whole automatic path on a small autoencoder
+# --------------------------------------------------------------------------------------------
+
+#: kernel size → (training kernels, accuracy the small path must reach on the ground truth at SNR 3,
+#: classes it must find with recall ≥ 0.8). Measured (shared 2-core machine, seed 0): 84.4 % (7×7) and
+#: 70.5 % (5×5); on/off, crosses and first derivatives ≥ 0.84, but second derivatives 12 % / 0 % and
+#: 5×5 squares ≈ 40 %: trained on the paper's proportions (6 % second derivatives) a small autoencoder
+#: leaves the rare classes too little of its code axis. The reference autoencoders, trained on far more
+#: second derivatives, are held to issue 8's targets above.
+CASES = {7: (24_000, 0.80, ("on", "off", "on-cross", "off-cross", "1st-derivative")),
+         5: (24_000, 0.65, ("on", "off", "on-cross", "off-cross", "1st-derivative"))}
 TRAIN = dict(hidden=(256, 128, 64, 32), lr=1e-3, batch_size=256, max_epochs=30, patience=5, lr_drops=0,
              device="cpu", num_threads=1, progress=False)
-
-
-def run_method(directory, k: int, snr: float, n_train: int, seed: int = 0, n_test: int = 20_000, **train_kwargs):
-    """Train on one bank, label the spectrum, classify a fresh bank; return (ae, truth, Classification)."""
-    bank = dog.synthetic_bank(k, n_train, snr=snr, seed=seed)
-    ae = train(bank.kernels, seed=seed, corpus=f"dog.synthetic_bank({k}, {n_train}, snr={snr}, seed={seed})",
-               **{**TRAIN, **train_kwargs})
-    ae.save(directory)
-    labels_path = label_spectrum(directory, ae=ae)
-    test = dog.synthetic_bank(k, n_test, snr=snr, seed=seed + 1000)
-    return ae, labels_path, classify_bank(directory, labels_path, test.kernels), test.merged
 
 
 def classify_bank(directory, labels_path, kernels):
@@ -49,41 +245,31 @@ def classify_bank(directory, labels_path, kernels):
     return label_kernels(x, decoded, code_labels(labels_path, spectrum.codes), PAPER_THRESHOLDS[k])
 
 
-def per_class(truth, predicted) -> dict:
-    """Precision and recall of every true merged class."""
-    out = {}
-    for c in sorted(set(truth)):
-        hit = predicted == c
-        out[c] = (float(np.mean(truth[hit] == c)) if hit.any() else 0.0, float(np.mean(predicted[truth == c] == c)))
-    return out
-
-
 @pytest.fixture(scope="module", params=sorted(CASES), ids=lambda k: f"{k}x{k}")
 def method(request, tmp_path_factory):
+    """Train on dog's synthetic bank, label the spectrum automatically, classify ground-truth kernels."""
     k = request.param
-    snr, n_train, _ = CASES[k]
+    n_train, _, _ = CASES[k]
     directory = tmp_path_factory.mktemp(f"ae{k}") / "ae"
-    ae, labels_path, result, truth = run_method(directory, k, snr, n_train)
-    return k, ae, directory, labels_path, result, truth
+    bank = dog.synthetic_bank(k, n_train, snr=(1.0, 16.0), seed=0)
+    ae = train(bank.kernels, seed=0, corpus=f"dog.synthetic_bank({k}, {n_train}, snr=(1, 16), seed=0)", **TRAIN)
+    ae.save(directory)
+    labels_path = label_spectrum(directory, ae=ae)
+    truth = groundtruth.ground_truth_bank(k, 10_000, snr=groundtruth.MODERATE_SNR, seed=SCORE_SEED)
+    return k, ae, directory, labels_path, classify_bank(directory, labels_path, truth.kernels), truth.merged
 
 
 @pytest.mark.slow
-def test_synthetic_bank_lands_in_its_own_class(method):
+def test_automatic_path_names_the_independent_ground_truth(method):
     k, ae, _, labels_path, result, truth = method
-    snr, _, needed = CASES[k]
+    _, needed, found = CASES[k]
     accuracy = float(np.mean(result.label == truth))
-    stats = per_class(truth, result.label)
-    print(f"\n{k}x{k} SNR {snr}: accuracy {accuracy:.4f}, clustered {result.clustered.mean():.4f}, "
+    per = pd.DataFrame({"truth": truth, "hit": result.label == truth}).groupby("truth")["hit"].mean()
+    print(f"\n{k}x{k}: accuracy {accuracy:.4f}, clustered {result.clustered.mean():.4f}, "
           f"{len(read_labels(labels_path))} intervals, epochs {ae.provenance['epochs_run']}, "
-          f"loss {ae.provenance['best_loss']:.4f}")
-    for c, (precision, recall) in stats.items():
-        print(f"  {c:15s} precision {precision:.3f} recall {recall:.3f}")
+          f"loss {ae.provenance['best_loss']:.4f}\n{per.round(3)}")
     assert accuracy >= needed
-    # The frequent classes are found cleanly (second derivatives and squares are rarer and
-    # partly absorbed by On/Off-centre; their numbers are printed above).
-    for c in ("on", "off", "on-cross", "off-cross", "1st-derivative"):
-        precision, recall = stats[c]
-        assert precision >= 0.9 and recall >= 0.9, (c, precision, recall)
+    assert (per[list(found)] >= 0.8).all(), per[list(found)]
 
 
 @pytest.mark.slow
@@ -96,7 +282,7 @@ def test_random_kernels_hardly_cluster(method):
 def test_same_seed_same_labels_and_assignments(tmp_path):
     """Trained twice with one seed: byte-identical label file and identical assignments."""
     bank = dog.synthetic_bank(5, 3_000, snr=4.0, seed=3)
-    test = dog.synthetic_bank(5, 2_000, snr=4.0, seed=4).kernels
+    test = groundtruth.ground_truth_bank(5, 2_000, seed=4).kernels
     runs = []
     for name in ("a", "b"):
         ae = train(bank.kernels, seed=11, **{**TRAIN, "hidden": (64, 32, 16, 8), "max_epochs": 4})
@@ -107,20 +293,3 @@ def test_same_seed_same_labels_and_assignments(tmp_path):
     assert bytes_a == bytes_b
     np.testing.assert_array_equal(a.label, b.label)
     np.testing.assert_array_equal(a.code_index, b.code_index)
-
-
-@pytest.mark.parametrize("k", sorted(CASES))
-def test_reference_autoencoders_pass_the_same_checks(k):
-    """The committed autoencoders and label files (data/autoencoders) name every class and pass."""
-    directory = REFERENCE / f"{k}x{k}"
-    ae = Autoencoder.load(directory, device="cpu")
-    assert ae.kernel_shape == (k, k) and ae.provenance["corpus"] and "n_degenerate_excluded" in ae.provenance
-    classes = {"on", "off", "on-cross", "off-cross", "1st-derivative", "2nd-derivative"}
-    if k == 5:
-        classes |= {"on-square", "off-square"}
-    assert classes <= {iv.label for iv in read_labels(directory / LABEL_FILE)}
-    snr, _, needed = CASES[k]
-    bank = dog.synthetic_bank(k, 5_000, snr=snr, seed=99)
-    result = classify_bank(directory, directory / LABEL_FILE, bank.kernels)
-    assert np.mean(result.label == bank.merged) >= needed
-    assert classify_bank(directory, directory / LABEL_FILE, dog.random_kernels(k, 5_000, seed=98)).clustered.mean() <= 0.01

@@ -139,7 +139,7 @@ def test_13_kmeans_of_a_model_and_its_twin(tmp_path, smoke_db, db_counts):
         # the notebook's k-means is the classification's (same code, seed and kernel order)
         assert g["cluster_sizes_in_classification"] == {str(i): n for i, n in enumerate(g["cluster_sizes"]) if n}
         assert g["cluster_sizes"] == sorted(g["cluster_sizes"], reverse=True)   # C0 is the largest
-        assert len(g["names"]) == 6 and set(g["names"]) <= set(vocab.CLASSES) | {vocab.OTHER}
+        assert len(g["names"]) == 6 and {vocab.merge_class(n) for n in g["names"]} <= set(vocab.MERGED_CLASSES)
         for props in g["layer_proportions"].values():
             assert sum(props.values()) == pytest.approx(1.0)
     assert result["groups"]["random init"]["weights_tag"].startswith("random-init")

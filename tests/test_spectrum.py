@@ -90,7 +90,7 @@ def test_propose_labels_names_runs_and_allows_a_class_twice():
     rng = np.random.default_rng(0)
     noise = rng.normal(size=(25, 7, 7))
     kernels = np.concatenate([np.repeat(_bank_kernel(bank, "on")[None], 30, 0), noise,
-                              np.repeat(_bank_kernel(bank, "off-dx")[None], 25, 0),
+                              np.repeat(_bank_kernel(bank, "off-d1@0")[None], 25, 0),
                               np.repeat(_bank_kernel(bank, "on")[None], 20, 0)])
     spectrum = Spectrum(code_grid(100), kernels)
     ivs = propose_labels(spectrum, min_similarity=0.8)
@@ -99,7 +99,7 @@ def test_propose_labels_names_runs_and_allows_a_class_twice():
     assert edges[0][0] == 0.0 and edges[-1][1] == 1.0
     assert all(a[1] == b[0] for a, b in zip(edges, edges[1:]))             # no gaps, no overlap
     assert code_labels(ivs, spectrum.codes).tolist() == ["on"] * 30 + ["other"] * 25 + ["1st-derivative"] * 25 + ["on"] * 20
-    assert "off-dx ×25" in ivs[2].note and "cosine 1.00–1.00" in ivs[2].note
+    assert "off-d1@0 ×25" in ivs[2].note and "cosine 1.00–1.00" in ivs[2].note
     # A strict enough threshold turns everything but exact matches into "other".
     wobbly = Spectrum(spectrum.codes, kernels + 0.05 * rng.normal(size=kernels.shape))
     assert {iv.label for iv in propose_labels(wobbly, min_similarity=0.999)} == {"other"}

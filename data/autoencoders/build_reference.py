@@ -1,146 +1,216 @@
-"""Rebuild the reference autoencoders of this folder: train, label the spectrum, evaluate, write.
+"""Rebuild the reference autoencoders of this folder: train candidates, choose on the independent
+ground truth, label the spectrum, write.
 
-    .venv/bin/python data/autoencoders/build_reference.py 7 --overwrite
-    .venv/bin/python data/autoencoders/build_reference.py 5 --overwrite   # needs data/kernels/offline
+    .venv/bin/python data/autoencoders/build_reference.py 7 5 --overwrite [--db data/kernels/offline]
 
-7×7: the offline corpus holds almost no trained natural-image 7×7 kernels (384, PP-OCR text
-detection), so the 7×7 autoencoder learns from the synthetic DoG-family bank alone.
-5×5: two candidates are trained with the same settings — the trained 5×5 kernels of the
-offline database alone, and the same plus a synthetic bank — and the one whose labelled
-spectrum places more of the trained kernels in a named class wins (the untrained random-init
-twins and i.i.d. random kernels must stay below 1 % and the synthetic ground truth ≥ 90 %).
-Both evaluations and the decision go into the winner's provenance.json.
+Every candidate learns from the rotation-complete synthetic DoG-family bank
+(`kernels_lib.dog.synthetic_bank`: derivatives at every angle, anisotropic Gaussians, SNR drawn
+log-uniformly in 1–16), with the class weights of `CANDIDATES`; the 5×5 candidates may add the
+trained 5×5 kernels of the offline kernel database (its random-init twins left out). The 7×7
+ones cannot: the offline set holds only 384 trained 7×7 kernels (PP-OCR text detection).
 
-The label file is the automatic proposal (kernels_lib.spectrum.label_spectrum); review it
-with the spectrum strip (notebooks) and edit by hand if needed — a rebuild replaces it.
+Each candidate's spectrum is labelled automatically (`spectrum.propose_labels`) and scored on the
+independent ground truth (`kernels_lib.groundtruth`, a generator written apart from `dog`) at
+moderate noise (SNR 3) with `SELECTION_SEED`. The candidate with the highest merged-class
+accuracy wins among those that cluster at most 0.5 % of i.i.d. random kernels. The share of the
+offline database's real kernels each candidate labels is measured and recorded too, but never
+used to choose (that is the number Table 3 reports). tests/test_ground_truth.py scores the
+winner again on another seed. Trained candidates are kept under build/reference_candidates/ so
+that an interrupted build resumes; the same seed, data and thread count give the same weights.
+
+The label file is the automatic proposal (kernels_lib.spectrum.label_spectrum); review it with
+the spectrum strip (notebooks) and edit by hand if needed — a rebuild replaces it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
-from kernels_lib import dog
-from kernels_lib.classify import autoencoder_classifier
+from kernels_lib import dog, evaluate, groundtruth, store
 from kernels_lib.autoencoder import Autoencoder
+from kernels_lib.classify import autoencoder_classifier
 from kernels_lib.corpus import train_from_db
-from kernels_lib.vocab import RANDOM_INIT_PREFIX
+from kernels_lib.fileio import atomic_write_text
+from kernels_lib.paths import AUTOENCODERS_DIR, BUILD_DIR, REPO_ROOT, kernel_db_dir
 from kernels_lib.spectrum import CLASSIFY_CODES, decode_spectrum, label_spectrum, propose_labels, read_labels
+from kernels_lib.vocab import DEGENERATE, OTHER, UNCLUSTERED, random_init_mask
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-OFFLINE_DB = ROOT / "data" / "kernels" / "offline"
-#: Chosen on the synthetic ground truth (tests/test_ground_truth.py): 256-128-64-32 is as good as
-#: 512-256-128-64 (0.961 vs 0.963 at 7×7, SNR 2) at a third of the cost; lr 1e-3 with batch 256
-#: converges without the code collapsing to the sigmoid ends; two learning-rate drops add ~0.5 %.
-TRAIN = dict(hidden=(256, 128, 64, 32), lr=1e-3, batch_size=256, max_epochs=100, patience=4, min_delta=1e-4,
-             lr_drops=2, lr_drop_factor=0.3, seed=0, device="cpu", num_threads=1)
-#: Training with SNR spread log-uniformly over 1–16 gives a better SNR-2 result than training at SNR 2.
-SYNTHETIC = {"snr": [1.0, 16.0], "seed": 0}
-SYNTHETIC_N = {7: 150_000, 5: 60_000}
-#: SNR of the ground-truth checks (as in tests/test_ground_truth.py).
-PAPER_SNR = {7: 2.0, 5: 4.0}
+CANDIDATE_DIR = BUILD_DIR / "reference_candidates"
+#: Optimisation settings of every candidate (the hidden widths are part of each candidate).
+#: max_epochs 45 and patience 3 (the earlier references: 100 and 4) and N_SYNTHETIC
+#: 120,000 (was 150,000) fit the rebuild of December 2026 into its time box: with HIDDEN below an
+#: epoch of 150,000 kernels took 25–55 s on the shared 2-core machine (load 5–8), so 100 epochs
+#: would have taken up to 90 minutes per candidate. provenance.json records the epochs actually run.
+TRAIN = dict(lr=1e-3, batch_size=256, max_epochs=45, patience=3, min_delta=1e-4, lr_drops=2, lr_drop_factor=0.3,
+             seed=0, device="cpu", num_threads=1)
+#: Class weights of the training banks: far more second derivatives than the paper's proportions
+#: (ridges and saddles at every angle need a larger share of the code axis than the paper's three
+#: axis-aligned ones; with the paper's 6 % the spectrum had too few ridges and the ground truth's
+#: ridges went to On/Off DoG), fewer of the easy On/Off and crosses.
+WEIGHTS = {
+    7: {"on": 0.1, "off": 0.1, "on-cross": 0.05, "off-cross": 0.05, "1st-derivative": 0.2,
+        "on-d2": 0.15, "off-d2": 0.15, "on-saddle": 0.1, "off-saddle": 0.1},
+    5: {"on": 0.1, "off": 0.1, "on-cross": 0.06, "off-cross": 0.06, "1st-derivative": 0.2,
+        "on-d2": 0.12, "off-d2": 0.12, "on-saddle": 0.06, "off-saddle": 0.06, "on-square": 0.06, "off-square": 0.06},
+}
+HIDDEN = (512, 256, 128, 64)
+N_SYNTHETIC = 120_000
+
+
+def _bank(k: int, snr) -> dict:
+    return {"n": N_SYNTHETIC, "snr": list(snr), "seed": 0, "class_weights": WEIGHTS[k]}
+
+
+#: kernel size → {candidate name: (hidden widths, synthetic bank, use the offline database's real kernels)}.
+#: Two candidates per size were trained in the rebuild of the rotation-complete family (time box:
+#: two training processes at a time on a shared 2-core machine): the synthetic bank at SNR 1–16
+#: and at SNR 4–64. Not trained, so not compared: for 5×5, the SNR 4–64 bank plus the offline
+#: database's 59,408 trained 5×5 kernels. Add it back here to compare it; the selection rule
+#: below is unchanged (the independent ground truth, never real kernels).
+CANDIDATES = {
+    7: {"synthetic-snr1-16": (HIDDEN, _bank(7, (1.0, 16.0)), False),
+        "synthetic-snr4-64": (HIDDEN, _bank(7, (4.0, 64.0)), False)},
+    5: {"synthetic-snr1-16": (HIDDEN, _bank(5, (1.0, 16.0)), False),
+        "synthetic-snr4-64": (HIDDEN, _bank(5, (4.0, 64.0)), False)},
+}
+#: What the provenance says of the candidates that were planned but not trained.
+NOT_TRAINED = {
+    5: "synthetic bank at SNR 4-64 plus the offline database's trained 5x5 kernels "
+       "(not trained: time box of the December 2026 rebuild)",
+}
+#: The ground truth candidates are chosen on (tests score on another seed).
+SELECTION_SEED = 101
+SELECTION_N = 20_000
+RANDOM_MAX = 0.005
 MIN_SIMILARITY = 0.8
-NOT_A_CLASS = ("other", "unclustered", "degenerate")
+NOT_A_CLASS = (OTHER, UNCLUSTERED, DEGENERATE)
 
 
-def evaluate(ae: Autoencoder, intervals, db=None) -> dict:
-    """Ground-truth accuracy, random control and (with a database) the share of real kernels labelled."""
+def ground_truth_scores(ae: Autoencoder, intervals, seed: int = SELECTION_SEED, n: int = SELECTION_N,
+                        snrs=(groundtruth.MODERATE_SNR,)) -> dict:
+    """Merged-class accuracy, per-class precision/recall, confusion and recall by angle on the
+    independent ground truth at each SNR; the share of i.i.d. random kernels clustered."""
     k = ae.kernel_shape[0]
     clf = autoencoder_classifier(ae, labels=intervals)
-    bank = dog.synthetic_bank(k, 20_000, snr=PAPER_SNR[k], seed=12_345)
-    got = clf.predict(bank.kernels)["label"].to_numpy()
-    per_class = {}
-    for c in sorted(set(bank.merged)):
-        hit = got == c
-        per_class[c] = {"precision": round(float(np.mean(bank.merged[hit] == c)), 4) if hit.any() else None,
-                        "recall": round(float(np.mean(got[bank.merged == c] == c)), 4)}
-    rnd = clf.predict(dog.random_kernels(k, 20_000, seed=7))
-    out = {
-        "threshold": clf.threshold,
-        "intervals": len(intervals),
-        "labels": sorted({iv.label for iv in intervals}),
-        "synthetic": {"bank": f"dog.synthetic_bank({k}, 20000, snr={PAPER_SNR[k]}, seed=12345)",
-                      "accuracy_merged": round(float(np.mean(got == bank.merged)), 4), "per_class": per_class},
-        "random_iid_clustered": round(float(rnd["clustered"].mean()), 5),
-    }
-    if db is not None and Path(db).exists():
-        from kernels_lib import store
-
-        meta, kernels = store.read_kernel_array(db, k, columns=["model", "weights_tag"])
-        if len(kernels):
-            rows = clf.predict(kernels)
-            named = ~rows["label"].isin(NOT_A_CLASS).to_numpy()
-            twin = meta["weights_tag"].astype(str).str.startswith(RANDOM_INIT_PREFIX).to_numpy()
-            real = {"database": str(Path(db).relative_to(ROOT)) if Path(db).is_relative_to(ROOT) else str(db),
-                    "trained_kernels": int((~twin).sum()), "random_init_kernels": int(twin.sum()),
-                    "trained_labelled": round(float(named[~twin].mean()), 4) if (~twin).any() else None,
-                    "random_init_labelled": round(float(named[twin].mean()), 4) if twin.any() else None,
-                    "per_model_labelled": {}}
-            for model in sorted(meta.loc[~twin, "model"].unique()):
-                sel = (meta["model"] == model).to_numpy() & ~twin
-                real["per_model_labelled"][model] = round(float(named[sel].mean()), 4)
-            out["database_kernels"] = real
+    out = {"generator": "kernels_lib.groundtruth.ground_truth_bank", "seed": seed, "n": n, "threshold": clf.threshold}
+    for snr in snrs:
+        bank = groundtruth.ground_truth_bank(k, n, snr=snr, seed=seed)
+        ev = evaluate.evaluate(clf, bank.kernels, bank.merged)
+        per = ev["per_class"].set_index("class")
+        by_angle = evaluate.recall_by_angle(bank.merged, ev["predicted"], groundtruth.angle_from_axes(bank))
+        out[f"snr_{snr:g}"] = {
+            "accuracy_merged": round(ev["accuracy"], 4),
+            "per_class": {c: {"precision": None if np.isnan(r.precision) else round(float(r.precision), 4),
+                              "recall": None if np.isnan(r.recall) else round(float(r.recall), 4)}
+                          for c, r in per.iterrows() if r.support > 0},
+            "confusion": ev["confusion"].to_dict(orient="index"),
+            "recall_by_angle": [{**r, "recall": round(r["recall"], 4)} for r in by_angle.to_dict("records")],
+        }
+    random = {"normal": dog.random_kernels(k, 20_000, seed=7), "kaiming": dog.random_kernels(k, 20_000, seed=8, distribution="kaiming")}
+    out["random_iid_clustered"] = {name: round(float(clf.predict(r)["clustered"].mean()), 5) for name, r in random.items()}
     return out
 
 
-def candidate(k: int, db, synthetic: dict | None, note: str):
-    """Train one candidate and evaluate its automatically labelled spectrum."""
-    ae = train_from_db(k, db, synthetic=synthetic, note=note, **TRAIN, progress=True)
-    intervals = propose_labels(decode_spectrum(ae, CLASSIFY_CODES), MIN_SIMILARITY)
-    return ae, intervals, evaluate(ae, intervals, OFFLINE_DB)
+def real_kernel_share(ae: Autoencoder, intervals, db) -> dict | None:
+    """Share of the database's trained and random-init kernels labelled: recorded, never used to choose."""
+    k = ae.kernel_shape[0]
+    if db is None or not Path(db).exists():
+        return None
+    meta, kernels = store.read_kernel_array(db, k, columns=["model", "weights_tag"])
+    if not len(kernels):
+        return None
+    rows = autoencoder_classifier(ae, labels=intervals).predict(kernels)
+    named = ~rows["label"].isin(NOT_A_CLASS).to_numpy()
+    twin = random_init_mask(meta["weights_tag"])
+    return {"database": _relative(db), "trained_kernels": int((~twin).sum()), "random_init_kernels": int(twin.sum()),
+            "trained_labelled": round(float(named[~twin].mean()), 4) if (~twin).any() else None,
+            "random_init_labelled": round(float(named[twin].mean()), 4) if twin.any() else None,
+            "per_model_labelled": {m: round(float(named[(meta["model"] == m).to_numpy() & ~twin].mean()), 4)
+                                   for m in sorted(meta.loc[~twin, "model"].unique())}}
 
 
-def acceptable(ev: dict) -> bool:
-    real = ev.get("database_kernels", {})
-    return (ev["synthetic"]["accuracy_merged"] >= 0.90 and ev["random_iid_clustered"] <= 0.01
-            and (real.get("random_init_labelled") or 0.0) <= 0.01)
+def _relative(path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def build(k: int, overwrite: bool) -> Path:
-    target = HERE / f"{k}x{k}"
+def candidate(k: int, name: str, db) -> tuple[Autoencoder, list]:
+    """Train one candidate (or load it from an earlier, identical run) and label its spectrum."""
+    hidden, synthetic, real = CANDIDATES[k][name]
+    if real and (db is None or not Path(db).exists()):
+        raise SystemExit(f"candidate {name!r} needs the offline kernel database at {db}: "
+                         "run `python -m kernels_lib extract --models offline` first, or pass --db")
+    folder = CANDIDATE_DIR / f"{k}x{k}" / name
+    spec = {"hidden": list(hidden), "synthetic": synthetic, "real": real, **TRAIN}
+    if (folder / "candidate.json").exists() and json.loads((folder / "candidate.json").read_text()) == spec:
+        ae = Autoencoder.load(folder, device="cpu")
+    else:
+        note = f"candidate {name}: rotation-complete synthetic DoG-family bank" + (
+            " plus the trained kernels of the offline database" if real else "")
+        ae = train_from_db(k, db if real else None, synthetic=synthetic, note=note, hidden=hidden, progress=True, **TRAIN)
+        ae.save(folder, overwrite=True)
+        atomic_write_text(folder / "candidate.json", json.dumps(spec))
+    return ae, propose_labels(decode_spectrum(ae, CLASSIFY_CODES), MIN_SIMILARITY)
+
+
+def build(k: int, overwrite: bool, db) -> Path:
+    target = AUTOENCODERS_DIR / f"{k}x{k}"
     if target.exists() and not overwrite:
         raise SystemExit(f"{target} exists; pass --overwrite to rebuild it (its label file is replaced too)")
-    synthetic = {"n": SYNTHETIC_N[k], **SYNTHETIC}
-    if k == 7:
-        ae, intervals, ev = candidate(7, None, synthetic,
-                                      "synthetic DoG-family bank only: the offline corpus has almost no trained "
-                                      "natural-image 7x7 kernels (384 from PP-OCR text detection)")
-        decision = "7x7: synthetic bank only (no offline corpus of trained natural-image 7x7 kernels)"
-    else:
-        if not OFFLINE_DB.exists():
-            raise SystemExit(f"{OFFLINE_DB} missing: run `python -m kernels_lib extract --models offline` first")
-        cands = {
-            "real": candidate(5, OFFLINE_DB, None, "trained 5x5 kernels of the offline database alone"),
-            "real+synthetic": candidate(5, OFFLINE_DB, synthetic,
-                                        "trained 5x5 kernels of the offline database plus a synthetic DoG-family bank"),
+    results = {}
+    for name in CANDIDATES[k]:
+        started = time.perf_counter()
+        ae, intervals = candidate(k, name, db)
+        scores = ground_truth_scores(ae, intervals)
+        results[name] = (ae, intervals, scores)
+        print(f"{k}x{k} {name}: ground truth accuracy {scores[f'snr_{groundtruth.MODERATE_SNR:g}']['accuracy_merged']}, "
+              f"random {scores['random_iid_clustered']} ({time.perf_counter() - started:.0f} s)", flush=True)
+    moderate = f"snr_{groundtruth.MODERATE_SNR:g}"
+    ok = {n: r for n, r in results.items() if max(r[2]["random_iid_clustered"].values()) <= RANDOM_MAX}
+    if not ok:
+        raise SystemExit(f"no {k}x{k} candidate clusters at most {RANDOM_MAX:.1%} of random kernels: "
+                         + json.dumps({n: r[2]["random_iid_clustered"] for n, r in results.items()}))
+    best = max(ok, key=lambda n: ok[n][2][moderate]["accuracy_merged"])
+    ae, intervals, _ = results[best]
+    candidates = {}
+    for name, (cand, cand_intervals, scores) in results.items():
+        hidden, synthetic, real = CANDIDATES[k][name]
+        candidates[name] = {
+            "hidden": list(hidden), "synthetic_bank": synthetic, "offline_real_kernels": real,
+            "best_loss": cand.provenance["best_loss"], "epochs_run": cand.provenance["epochs_run"],
+            "train_seconds": cand.provenance["train_seconds"],
+            "labels": sorted({iv.label for iv in cand_intervals}), "intervals": len(cand_intervals),
+            "ground_truth_accuracy": scores[moderate]["accuracy_merged"],
+            "ground_truth_recall": {c: v["recall"] for c, v in scores[moderate]["per_class"].items()},
+            "random_iid_clustered": scores["random_iid_clustered"],
+            "offline_kernels_labelled_not_used_to_choose": (real_kernel_share(cand, cand_intervals, db) or {}).get(
+                "trained_labelled"),
+            "passes_random_control": name in ok,
         }
-        ok = {name: c for name, c in cands.items() if acceptable(c[2])}
-        if not ok:
-            raise SystemExit("no 5x5 candidate passes the checks: " + json.dumps({n: c[2] for n, c in cands.items()}))
-        best = max(ok, key=lambda n: (ok[n][2]["database_kernels"]["trained_labelled"],
-                                      ok[n][2]["synthetic"]["accuracy_merged"]))
-        ae, intervals, ev = cands[best]
-        summary = {n: {"trained_labelled": c[2]["database_kernels"]["trained_labelled"],
-                       "random_init_labelled": c[2]["database_kernels"]["random_init_labelled"],
-                       "synthetic_accuracy": c[2]["synthetic"]["accuracy_merged"],
-                       "random_iid_clustered": c[2]["random_iid_clustered"],
-                       "best_loss": c[0].provenance["best_loss"], "labels": c[2]["labels"],
-                       "passes_checks": n in ok}
-                   for n, c in cands.items()}
-        decision = (f"5x5: '{best}' chosen: more trained kernels labelled (ties: synthetic accuracy) among "
-                    f"candidates passing the checks; candidates: {json.dumps(summary)}")
-        ev["candidates"] = summary
-    ae.provenance["evaluation"] = ev
-    ae.provenance["decision"] = decision
+    report = ground_truth_scores(ae, intervals, snrs=(1.5, groundtruth.MODERATE_SNR, 6.0, np.inf))
+    ae.provenance["evaluation"] = {
+        "selection": {"criterion": f"kernels_lib.groundtruth merged-class accuracy at SNR {groundtruth.MODERATE_SNR:g} "
+                                   f"(ground_truth_bank({k}, {SELECTION_N}, seed={SELECTION_SEED})), among candidates "
+                                   f"clustering at most {RANDOM_MAX:.1%} of i.i.d. random kernels; the share of real "
+                                   "kernels labelled is recorded but not used",
+                      "seed": SELECTION_SEED, "chosen": best, "not_trained": NOT_TRAINED.get(k)},
+        "candidates": candidates,
+        "ground_truth": report,
+        "database_kernels": real_kernel_share(ae, intervals, db),
+    }
+    ae.provenance["decision"] = (f"{k}x{k}: '{best}' chosen on the independent ground truth among "
+                                 f"{', '.join(CANDIDATES[k])}" + (f"; planned but not trained: {NOT_TRAINED[k]}"
+                                                                   if k in NOT_TRAINED else ""))
     ae.provenance["built_by"] = "data/autoencoders/build_reference.py"
     ae.save(target, overwrite=True)
     written = label_spectrum(target, ae=ae, min_similarity=MIN_SIMILARITY, overwrite=True)
     if read_labels(written) != intervals:
         raise SystemExit(f"{written} differs from the intervals that were evaluated")
-    print(json.dumps({"decision": decision, "evaluation": ev}, indent=2))
+    print(json.dumps({"decision": ae.provenance["decision"], "candidates": candidates}, indent=2, default=str))
     return target
 
 
@@ -148,9 +218,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sizes", type=int, nargs="+", choices=[5, 7])
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--db", default=str(kernel_db_dir("offline")),
+                    help="kernel database of the offline set (real kernels of the 5x5 candidates; default %(default)s)")
+    ap.add_argument("--only", metavar="CANDIDATE",
+                    help="train (or find) this one candidate and stop, to train candidates in parallel processes")
     args = ap.parse_args()
     for k in args.sizes:
-        print(f"built {build(k, args.overwrite)}")
+        if args.only:
+            if args.only not in CANDIDATES[k]:
+                raise SystemExit(f"no {k}x{k} candidate {args.only!r}; candidates: {', '.join(CANDIDATES[k])}")
+            candidate(k, args.only, args.db)
+            print(f"trained {CANDIDATE_DIR / f'{k}x{k}' / args.only}")
+        else:
+            print(f"built {build(k, args.overwrite, args.db)}")
 
 
 if __name__ == "__main__":

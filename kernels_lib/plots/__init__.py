@@ -7,7 +7,7 @@ comparison), `fit` (the autoencoder-free cross-check: agreement, σ/θ per layer
 `training` (% clustered over epochs, runs side by side) — and the public functions gathered
 here. Figures take data (arrays, tables) and return `matplotlib.figure.Figure` or plotly objects; nothing here reads a database or a file.
 """
-from .autoencoder import architecture_figure, loss_curve, method_comparison, recall_heatmap
+from .autoencoder import architecture_figure, confusion_heatmap, loss_curve, method_comparison, recall_heatmap
 from .bars import (clustered_bars, interactive_layer_bars, proportion_panels, stacked_proportions,
                    total_activation_boxes)
 from .dog import dog_family_figure
@@ -25,7 +25,8 @@ show_figures_in_notebooks()
 __all__ = [
     "DIVERGING", "PALETTE", "SPACER", "architecture_figure", "centroid_figure", "class_color", "class_galleries",
     "class_gallery", "class_rows", "cluster_colour", "cluster_legend", "cluster_titles", "clustered_bars",
-    "dog_family_figure", "interactive_layer_bars", "kernel_grid", "kernel_rows", "loss_curve", "method_comparison", "pca_figure",
+    "confusion_heatmap", "dog_family_figure", "interactive_layer_bars", "kernel_grid", "kernel_rows", "loss_curve",
+    "method_comparison", "pca_figure",
     "pca_scatter_html", "proportion_panels", "recall_heatmap", "regular_vs_depthwise", "save_figure",
     "save_html", "show_figures_in_notebooks", "spectrum_strip", "stacked_proportions", "symmetric_limit", "template_names",
     "total_activation_boxes", "clustered_over_epochs", "comparison_table_figure",

@@ -134,3 +134,24 @@ def recall_heatmap(per_class: pd.DataFrame, value: str = "recall", title: str | 
     ax.set_title((title or f"Per-class {value}") + (" (—: undefined, class never predicted)" if undefined.any().any() else ""),
                  fontsize=10)
     return fig
+
+
+def confusion_heatmap(confusion: pd.DataFrame, title: str | None = None) -> Figure:
+    """A confusion matrix (rows: true class, columns: predicted) as a seaborn heatmap of row shares,
+    each cell annotated with its share and count; the diagonal is each class's recall."""
+    import seaborn as sns
+
+    counts = confusion.astype(float)
+    shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0)
+    notes = np.vectorize(lambda s, c: f"{s:.2f}\n{int(c)}" if c else "")(shares.fillna(0).to_numpy(), counts.to_numpy())
+    fig = Figure(figsize=(0.95 * counts.shape[1] + 2.8, 0.6 * counts.shape[0] + 1.8), layout="constrained")
+    ax = fig.subplots()
+    sns.heatmap(shares, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=notes, fmt="", annot_kws={"fontsize": 6.5},
+                cbar_kws={"label": "share of the true class", "shrink": 0.8}, linewidths=0.5, linecolor="white")
+    ax.set_xticks(np.arange(counts.shape[1]) + 0.5, [display_name(c) for c in counts.columns], fontsize=7,
+                  rotation=30, ha="right")
+    ax.set_yticks(np.arange(counts.shape[0]) + 0.5, [display_name(c) for c in counts.index], fontsize=7, rotation=0)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "Confusion matrix (row shares; diagonal = recall)", fontsize=9)
+    return fig
