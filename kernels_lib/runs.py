@@ -55,6 +55,15 @@ def final_epoch(run: TrainResult) -> int:
     return run.snapshots[-1].epoch
 
 
+def snapshot_layer_proportions(classified: pd.DataFrame, epoch: int, kernel_size: int) -> pd.DataFrame:
+    """Class shares per depthwise layer of the snapshot at `epoch` (rows of `classify_run`), as
+    `tables.layer_proportions` gives them for any model."""
+    rows = classified[classified["epoch"] == epoch]
+    if not len(rows):
+        raise AnalysisError(f"no classified snapshot at epoch {epoch}; epochs: {sorted(classified['epoch'].unique())}")
+    return tables.layer_proportions(rows, rows["model"].iloc[0], rows["weights_tag"].iloc[0], kernel_size)
+
+
 def gallery_classes(rows: pd.DataFrame, class_col: str = "merged") -> pd.Series:
     """The class a gallery shows each kernel under: its class if clustered, else "unclustered"
     (degenerate kernels keep "degenerate")."""

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import dog, records, runs
+from kernels_lib import dog, records, runs, training
 from kernels_lib.errors import AnalysisError
 
 
@@ -44,3 +44,16 @@ def test_chosen_layer_rows_name_missing_layers():
 def test_clustered_pct_is_undefined_without_usable_kernels():
     rows = pd.DataFrame({"degenerate": [True, True], "clustered": pd.array([pd.NA, pd.NA], dtype="boolean")})
     assert np.isnan(runs.clustered_pct(rows))
+
+
+def test_snapshot_layer_proportions_are_those_of_the_snapshot_alone():
+    """Per-layer shares of one epoch of a committed run: the other epochs' rows never mix in."""
+    run = training.load_run(training.RUNS_DIR / "kaiming-7x7")
+    classified = runs.classify_run(run, epochs=[0, 25])
+    final = runs.snapshot_layer_proportions(classified, 25, 7)
+    at_start = runs.snapshot_layer_proportions(classified, 0, 7)
+    assert list(final.index) == [0, 1, 2, 3] and final.sum(axis=1).round(9).eq(1).all()
+    assert final.drop(columns="unclustered").to_numpy().sum() > 0          # trained: some kernels clustered
+    assert list(at_start.columns) == ["unclustered"]                        # Kaiming init: none clustered
+    with pytest.raises(AnalysisError, match="no classified snapshot at epoch 7"):
+        runs.snapshot_layer_proportions(classified, 7, 7)
