@@ -33,13 +33,13 @@ def _measure(k: int, hidden: str, n: int, epochs: int, batch: int, threads: int,
     import numpy as np
     import torch
 
-    from kernels_lib import dog
-    from kernels_lib.autoencoder import train
+    from kernels_lib.method import dog_bank
+    from kernels_lib.method.autoencoder import train
     from kernels_lib.preprocess import prepare
-    from kernels_lib.spectrum import CLASSIFY_CODES, code_grid
+    from kernels_lib.method.spectrum import CLASSIFY_CODES, code_grid
 
     torch.set_num_threads(threads)
-    bank = dog.synthetic_bank(k, n, snr=(1.0, 16.0), seed=0)
+    bank = dog_bank.synthetic_bank(k, n, snr=(1.0, 16.0), seed=0)
     prep = prepare(bank.kernels)
     rss_before = _rss_mib()
     if device == "cuda":

@@ -15,7 +15,7 @@ its labels, the paper's threshold). Kernels, in hyperplane coordinates, four gro
   iid            i.i.d. Gaussian vectors (--random-fraction of N), far from the curve.
 near_curve fills N up; all are shuffled together. Each method runs --repeats times on all N
 kernels (after a warm-up on --warmup kernels), in one process, on --workers threads:
-  fast               the exact pruned search (kernels_lib.search), labels and codes
+  fast               the exact pruned search (kernels_lib.method.search), labels and codes
   fast_labels_only   the same with need_exact_code=False (labels and flags exact, codes only where needed)
   reference          the paper's brute force in float64 (BLAS)
   reference_float32  the same brute force in float32 (BLAS)
@@ -44,8 +44,11 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from kernels_lib import classify as C
-from kernels_lib import paths, search as S, store, synthetic, vocab
+from kernels_lib.method import classify as C
+from kernels_lib import paths, vocab
+from kernels_lib.method import search as S
+from kernels_lib.database import store
+from kernels_lib.analysis import synthetic
 from kernels_lib.fileio import atomic_write_text
 from kernels_lib.preprocess import prepare
 

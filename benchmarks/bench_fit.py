@@ -1,4 +1,4 @@
-"""The direct fit to the DoG family (`kernels_lib.fit`): the fast path on a large corpus, the plain
+"""The direct fit to the DoG family (`kernels_lib.analysis.fit`): the fast path on a large corpus, the plain
 reference on a sample of it, in one run.
 
     .venv/bin/python benchmarks/bench_fit.py                    # 1,000,000 7×7 kernels; reference on 1,000
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_classify import measure
-from kernels_lib import fit
+from kernels_lib.analysis import fit
 from kernels_lib.fileio import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fit.json"

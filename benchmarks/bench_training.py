@@ -32,7 +32,7 @@ def _throughput(name: str, config, steps: int, warmup: int, device: str) -> dict
     import torch
 
     from kernels_lib import training
-    from kernels_lib.datasets import training_data
+    from kernels_lib.training.datasets import training_data
 
     torch.set_num_threads(config.num_threads or torch.get_num_threads())
     data = training_data(config.data, **config.data_arguments())

@@ -25,7 +25,7 @@ set: per notebook, a line through the measurements of the subset runs (this one,
 `--estimate-only --calibration OTHER.json` more, e.g. a smaller subset, which separates each
 notebook's fixed cost from the part that grows) against what drives it (weights bytes, 7×7 kernels,
 the kernels notebook 05 trains an autoencoder on, all kernels, or nothing), extended to the full set's
-value, counted on the meta device (`kernels_lib.census`). A rough estimate, and the JSON says so.
+value, counted on the meta device (`kernels_lib.database.census`). A rough estimate, and the JSON says so.
 Notebook 05's training at the full size is far beyond any subset: `--probe-training` times one
 epoch of the 7×7 autoencoder on as many (random) kernels as the full set has, and its peak RSS.
 
@@ -48,7 +48,8 @@ from pathlib import Path
 
 import yaml
 
-from kernels_lib import autoencoder, census, method, store, zoo
+from kernels_lib.method import autoencoder, per_set
+from kernels_lib.database import census, store, zoo
 from kernels_lib.fileio import atomic_write, atomic_write_text
 from kernels_lib.paths import BUILD_DIR, MODELS_DIR, REPO_ROOT
 from kernels_lib.sources.hub_cache import TIMM_INIT_NOTE, write_timm_init
@@ -58,7 +59,7 @@ WORK_DIR = BUILD_DIR / "rehearsal"
 SUBSET_SET = "paper-subset"
 BANNER = f"rehearsal: {TIMM_INIT_NOTE}"
 SAMPLE_SECONDS = 0.25
-#: The runner's (`kernels_lib.notebooks.run_all`) line when a notebook starts, and when it is done.
+#: The runner's (`kernels_lib.publish.notebooks.run_all`) line when a notebook starts, and when it is done.
 STARTED = re.compile(r"^\[(\d+)/(\d+)\] (\S+\.ipynb) \(model set ")
 DONE = re.compile(r"^\[(\d+)/(\d+)\] (\S+\.ipynb) done in ([0-9.]+) s")
 #: What each notebook's cost grows with, for the full-set estimate (see the module docstring).
@@ -248,7 +249,7 @@ def set_quantities(entries: list[dict], log=print) -> dict:
     n = census.total_counts(raw.get("depthwise_kernels", {}) for raw in entries)
     kept = {size: n.get(size, 0) for size in KERNEL_SIZES}
     # notebook 05 trains an autoencoder only for a size with enough trained kernels (its default threshold)
-    training = sum(kept[size] for size in ("5x5", "7x7") if kept[size] >= method.MIN_TRAINED_KERNELS)
+    training = sum(kept[size] for size in ("5x5", "7x7") if kept[size] >= per_set.MIN_TRAINED_KERNELS)
     log(f"counted {len(entries)} tags on the meta device: {4 * sum(w['all'] for w in weights) / 1e9:.2f} GB of weights")
     return {"constant": 0, "weights_bytes": 4 * sum(w["all"] for w in weights),
             "largest_weights_bytes": 4 * max(w["all"] for w in weights),
@@ -318,7 +319,7 @@ def _as_point(record: dict, entries: list[dict]) -> dict:
 PROBE = """
 import sys, time
 import numpy as np
-from kernels_lib import autoencoder
+from kernels_lib.method import autoencoder
 n, k = int(sys.argv[1]), int(sys.argv[2])
 kernels = np.random.default_rng(0).standard_normal((n, k, k)).astype(np.float32)
 start = time.perf_counter()
@@ -336,7 +337,7 @@ def probe_training(full: dict) -> dict:
     done = subprocess.run([sys.executable, "-c", PROBE, str(n), "7"], capture_output=True, text=True, check=True)
     epoch = float(done.stdout.strip().splitlines()[-1])
     epochs = autoencoder.TRAINING_DEFAULTS["max_epochs"]
-    sizes = [size for size in ("5x5", "7x7") if full["kernels"].get(size, 0) >= method.MIN_TRAINED_KERNELS]
+    sizes = [size for size in ("5x5", "7x7") if full["kernels"].get(size, 0) >= per_set.MIN_TRAINED_KERNELS]
     per_kernel_epoch = epoch / n
     return {"what": f"one training epoch of the 7x7 autoencoder on {n:,} random kernels (the full set's 7x7 count), "
                     "num_threads 1, in a fresh process",

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from .api import (classify_array, classify_kernels, cluster_shares, clustered_fraction,  # noqa: E402
                   extract_kernels)  # (modules read __version__)
+from . import training  # noqa: E402,F401  (registers the "training" model kind with database.extract)
 
 __all__ = ["classify_array", "classify_kernels", "cluster_shares", "clustered_fraction", "extract_kernels",
            "__version__"]

@@ -40,7 +40,7 @@ def extract_kernels(source, name: str | None = None, model=None, layout: str | N
 
 def classify_kernels(kernels, **options) -> pd.DataFrame:
     """One classification row per kernel of a kernel table or database (`results.classify_kernels`)."""
-    from .results import classify_kernels as classify
+    from .analysis.results import classify_kernels as classify
 
     return classify(kernels, **options)
 
@@ -48,7 +48,7 @@ def classify_kernels(kernels, **options) -> pd.DataFrame:
 def classify_array(kernels, **options) -> pd.DataFrame:
     """One row per kernel of a NumPy array [N, k, k]: label, merged class, code, dissimilarity,
     clustered (`results.classify_array`; reference autoencoders for 5×5/7×7, k-means for 3×3)."""
-    from .results import classify_array as classify
+    from .analysis.results import classify_array as classify
 
     return classify(kernels, **options)
 
@@ -59,14 +59,14 @@ def clustered_fraction(results: pd.DataFrame) -> pd.DataFrame:
     3×3 kernels are clustered by k-means, which assigns every kernel: they have cluster shares
     (`cluster_shares`), never a % clustered, so they are not in this table.
     """
-    from .tables import clustered_fraction as fraction
+    from .analysis.tables import clustered_fraction as fraction
 
     return fraction(results)
 
 
 def cluster_shares(results: pd.DataFrame) -> pd.DataFrame:
     """Share of each named k-means cluster among each model's 3×3 kernels (Appendix N)."""
-    from .tables import model_proportions
+    from .analysis.tables import model_proportions
     from .vocab import KMEANS
 
     return model_proportions(results, kernel_size=3, clustering=KMEANS)

@@ -59,7 +59,7 @@ def add_extract(sub) -> None:
 
 
 def run_extract(args) -> int:
-    from . import extract, store, zoo
+    from .database import extract, store, zoo
 
     model_set = zoo.load_model_set(args.models, seed=args.seed, checkpoints=dict(args.checkpoint))
     report = extract.extract(model_set, args.out, kernel_sizes=args.kernel_sizes,
@@ -93,7 +93,8 @@ def add_list(sub) -> None:
 def run_list(args) -> int:
     import pandas as pd
 
-    from . import paths, store, zoo
+    from . import paths
+    from .database import store, zoo
 
     if args.db is not None:
         table = store.counts(args.db)
@@ -138,7 +139,7 @@ def _database(args) -> Path:
 
 
 def add_train(sub) -> None:
-    from .autoencoder import TRAINING_DEFAULTS as D
+    from .method.autoencoder import TRAINING_DEFAULTS as D
 
     p = sub.add_parser("train", help="train the autoencoder of one kernel size on a kernel database",
                        description="Train the paper's autoencoder (1-D code) on the k×k kernels of a database "
@@ -169,7 +170,7 @@ def add_train(sub) -> None:
 
 
 def run_train(args) -> int:
-    from .corpus import train_from_db
+    from .method.corpus import train_from_db
 
     if not (args.models or args.db or args.synthetic):
         print("kernels_lib train: error: give the kernels to train on: --models SET, --db PATH "
@@ -200,7 +201,7 @@ def add_label(sub) -> None:
 
 
 def run_label(args) -> int:
-    from .spectrum import label_spectrum, read_labels
+    from .method.spectrum import label_spectrum, read_labels
 
     path = label_spectrum(args.autoencoder, min_similarity=args.min_similarity, overwrite=args.overwrite)
     for interval in read_labels(path):
@@ -229,7 +230,8 @@ def add_classify(sub) -> None:
 
 
 def run_classify(args) -> int:
-    from . import paths, results, tables, vocab
+    from . import paths, vocab
+    from .analysis import results, tables
 
     autoencoders = {**paths.REFERENCE_AUTOENCODERS, **{int(k): Path(d) for k, d in args.autoencoder}}
     thresholds = {int(k): float(t) for k, t in args.threshold} or None
@@ -249,7 +251,7 @@ def run_classify(args) -> int:
 
 
 def add_figures(sub) -> None:
-    from . import notebooks
+    from .publish import notebooks
 
     p = sub.add_parser("figures", help="re-run every numbered notebook with papermill and regenerate figures/",
                        description="Re-execute notebooks/NN_*.ipynb in order (executed copies go to the build "

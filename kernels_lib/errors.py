@@ -2,7 +2,15 @@
 and what to do next; catching `KernelsLibError` catches them all."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+
+
+def did_you_mean(name, known, n: int = 3, cutoff: float = 0.5) -> str:
+    """The hint every "unknown name" message carries: "did you mean 'a' or 'b'? " (empty when nothing in
+    `known` is close to `name`), so that a typo is answered with the names it was meant to be."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in dict.fromkeys(known)], n=n, cutoff=cutoff)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
 class KernelsLibError(Exception):

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
+
+import numpy as np
+
+from .paths import portable
 
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
@@ -57,6 +63,29 @@ def atomic_write(path: Path | str, write: Callable[[Path], None], fsync: bool = 
 def atomic_write_text(path: Path | str, text: str) -> Path:
     """Write UTF-8 text atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def jsonable(value):
+    """`value` ready for JSON: NumPy arrays and scalars as Python values, paths inside the repository relative
+    to it (`paths.portable`), and no NaN or infinity (an undefined number is recorded as None, never faked)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(x) for x in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (Path, str)):
+        return portable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"refusing to record a non-finite number ({value}); record None for an undefined one")
+    return value
+
+
+def write_json(path: Path | str, data, indent: int = 2, sort_keys: bool = False) -> Path:
+    """Write `data` (through `jsonable`) as a JSON file, atomically: results, benchmarks and provenance."""
+    return atomic_write_text(path, json.dumps(jsonable(data), indent=indent, sort_keys=sort_keys) + "\n")
 
 
 @contextlib.contextmanager

@@ -69,6 +69,22 @@ def figures_dir(model_set: str) -> Path:
     return FIGURES_DIR if name == GALLERY_SET else FIGURES_DIR / file_stem(name)
 
 
+def portable(value):
+    """`value` as a results file, provenance or the site records it: a path inside the repository (a `Path` or
+    an absolute path string) becomes relative to the repository root, in POSIX form, so that the same run in
+    another checkout writes the same bytes and a reader sees no other machine's folders; anything else is
+    returned unchanged."""
+    if isinstance(value, Path) or (isinstance(value, str) and os.path.isabs(value)):
+        path = Path(value)
+        if path.is_absolute():
+            try:
+                return path.resolve().relative_to(REPO_ROOT).as_posix() or "."
+            except ValueError:
+                return str(value)
+        return path.as_posix()
+    return value
+
+
 def file_stem(name: str) -> str:
     """A file name from a model name or label: anything but letters, digits, '.', '-' and '_' becomes '_'."""
     return re.sub(r"[^\w.-]+", "_", str(name)).strip("_") or "figure"

@@ -28,14 +28,13 @@ angle ("on-d1", "off-saddle", …) stands for that kind at every orientation.
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError, UnknownClassError  # noqa: F401  (UnknownClassError: raised here)
+from .errors import AnalysisError, UnknownClassError, did_you_mean  # noqa: F401  (UnknownClassError: raised here)
 
 #: Fine class names, in display order. "on-dx" is ∂x(DoG), "off-dx" is ∂x(−DoG), and so on.
 CLASSES: tuple[str, ...] = (
@@ -188,9 +187,7 @@ def unknown_class_message(name, where: str = "") -> str:
     angle = _oriented_error(name) if isinstance(name, str) else None
     if angle:
         return prefix + angle
-    close = difflib.get_close_matches(str(name), list(dict.fromkeys(_known())), n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    return (f"{prefix}unknown class {name!r}; {hint}known classes: {', '.join(dict.fromkeys(_known()))}, "
+    return (f"{prefix}unknown class {name!r}; {did_you_mean(name, _known(), cutoff=0.6)}known classes: {', '.join(dict.fromkeys(_known()))}, "
             "and derivatives at any angle such as 'on-d1@30', 'off-d2@105', 'on-saddle@20'")
 
 

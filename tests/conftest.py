@@ -5,7 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from kernels_lib import extract, notebooks, paths, results, zoo
+from kernels_lib.database import extract, zoo
+from kernels_lib.publish import notebooks
+from kernels_lib import paths
+from kernels_lib.analysis import results
 # the local Hugging Face hub cache the timm tests read (also used by benchmarks/rehearse_paper.py)
 from kernels_lib.sources.hub_cache import save_timm_to_hub, write_hub_cache  # noqa: F401
 

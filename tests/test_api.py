@@ -61,9 +61,10 @@ def test_classify_3x3_kernels_gives_cluster_shares_never_a_percentage():
 
 
 def test_classify_array_keeps_its_columns_and_answers_like_the_reference():
-    from kernels_lib import dog, results
+    from kernels_lib.method import dog_bank
+    from kernels_lib.analysis import results
 
-    bank = dog.synthetic_bank(7, 300, snr=8.0, seed=1)
+    bank = dog_bank.synthetic_bank(7, 300, snr=8.0, seed=1)
     arr = np.concatenate([bank.kernels, np.zeros((2, 7, 7), np.float32)])
     rows = kl.classify_array(arr)
     assert list(rows.columns) == ["clustering", "prototype", "code", "dissimilarity", "threshold", "label",
@@ -72,5 +73,5 @@ def test_classify_array_keeps_its_columns_and_answers_like_the_reference():
     assert rows["degenerate"].tolist()[-2:] == [True, True] and rows[["code", "dissimilarity"]].iloc[-2:].isna().all().all()
     good = rows.iloc[:-2]
     assert (good["merged"] == bank.merged)[good["clustered"]].mean() > 0.9       # the reference 7×7 autoencoder
-    three = kl.classify_array(dog.random_kernels(3, 50, seed=0))
+    three = kl.classify_array(dog_bank.random_kernels(3, 50, seed=0))
     assert (three["clustering"] == "kmeans").all() and three["clustered"].isna().all()

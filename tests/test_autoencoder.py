@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from kernels_lib.autoencoder import (
+from kernels_lib.method.autoencoder import (
     BASIS_FILE, CONFIG_FILE, PROVENANCE_FILE, WEIGHTS_FILE, Autoencoder, KernelAutoencoder, cosine_loss, train,
 )
-from kernels_lib.corpus import train_from_db
+from kernels_lib.method.corpus import train_from_db
 from kernels_lib.errors import CorruptFileError
 from kernels_lib.preprocess import prepare
 
@@ -176,18 +176,19 @@ def test_load_names_the_bad_file(trained, tmp_path):
 
 def test_train_from_db_uses_trained_kernels_and_records_the_corpus(tmp_path):
     """Random-init twins stay out, synthetic kernels come in, and the provenance says so."""
-    from kernels_lib import dog, store
+    from kernels_lib.method import dog_bank
+    from kernels_lib.database import store
     from kernels_lib.records import ConvLayer, kernel_table
 
     def layer(weights):
         return ConvLayer("blocks.0.conv_dw", weights[:, None].astype(np.float32), in_channels=len(weights), groups=len(weights))
 
-    trained = dog.synthetic_bank(5, 96, snr=4.0, seed=1).kernels
+    trained = dog_bank.synthetic_bank(5, 96, snr=4.0, seed=1).kernels
     trained[0] = 0.0                                             # one pruned kernel
     store.write_kernels(kernel_table([layer(trained)], "net", "v1", "module"), tmp_path / "db" / "net.parquet")
-    twin = dog.random_kernels(5, 64, seed=2)
+    twin = dog_bank.random_kernels(5, 64, seed=2)
     store.write_kernels(kernel_table([layer(twin)], "net", "random-init-seed0", "module"), tmp_path / "db" / "twin.parquet")
-    seven = dog.random_kernels(7, 8, seed=3)
+    seven = dog_bank.random_kernels(7, 8, seed=3)
     store.write_kernels(kernel_table([layer(seven)], "other", "v1", "module"), tmp_path / "db" / "seven.parquet")
 
     ae = train_from_db(5, tmp_path / "db", tmp_path / "ae", synthetic={"n": 50, "snr": 4.0, "seed": 0},

@@ -5,7 +5,8 @@ import random
 import pytest
 import timm
 
-from kernels_lib import census, errors, store, zoo
+from kernels_lib.database import census, store, zoo
+from kernels_lib import errors
 
 # Issue 10 (and SPEC §10), counted from timm 1.0.31's architectures: the 82 timm tags of the paper set.
 PAPER_TIMM_TAGS = 82

@@ -6,8 +6,10 @@ similarity ties with the brute force's winner to rounding (checked here in float
 import numpy as np
 import pytest
 
-from kernels_lib import classify as C
-from kernels_lib import dog, kmeans, search as S, synthetic, vocab
+from kernels_lib.method import classify as C
+from kernels_lib.method import dog_bank, kmeans, search as S
+from kernels_lib.analysis import synthetic
+from kernels_lib import vocab
 
 D = 48  # 7×7 kernels in hyperplane coordinates
 TIE = 1e-12
@@ -278,7 +280,7 @@ def test_minmax_encoding_flags_constant_kernels():
 
 
 def test_kmeans_3x3_is_seeded_names_clusters_and_flags_degenerate():
-    bank = dog.synthetic_bank(3, 2400, snr=4.0, class_weights={"on": 0.4, "off": 0.4, "on-dx": 0.2}, seed=1)
+    bank = dog_bank.synthetic_bank(3, 2400, snr=4.0, class_weights={"on": 0.4, "off": 0.4, "on-dx": 0.2}, seed=1)
     kernels, truth = np.asarray(bank.kernels, dtype=np.float64).copy(), np.asarray(bank.classes)
     kernels[:5] = 2.5  # constant kernels
     a = kmeans.kmeans_3x3(kernels, n_classes=6, seed=3)

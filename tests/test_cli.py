@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from kernels_lib import cli, store
+from kernels_lib import cli
+from kernels_lib.database import store
 
 
 def _run(*args, cwd=None):
@@ -99,7 +100,7 @@ def test_train_label_classify_round_trip(smoke_out, tmp_path):
     classified = _run("classify", "--db", str(out), "--autoencoder", f"7={ae_dir}", "--out", str(results_path),
                       "--no-progress")
     assert classified.returncode == 0, classified.stderr
-    from kernels_lib import results
+    from kernels_lib.analysis import results
 
     table = results.read_results(results_path)
     kernels = store.read_kernels(out, columns=["model", "kh"])

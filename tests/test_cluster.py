@@ -8,7 +8,9 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from kernels_lib import cli, cluster, errors, extract, results, store, zoo
+from kernels_lib import cli, errors
+from kernels_lib.database import cluster, extract, store, zoo
+from kernels_lib.analysis import results
 
 _TFLITE = "{kind: tflite, package: mediapipe, member: mediapipe/modules/holistic_landmark/hand_recrop.tflite}"
 _ONNX = "{kind: onnx, package: rapidocr, member: rapidocr/models/ch_ppocr_mobile_v2.0_cls_mobile.onnx}"

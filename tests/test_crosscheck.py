@@ -1,4 +1,4 @@
-"""Agreement between labellings (`kernels_lib.crosscheck`): Cohen's κ against a textbook example and
+"""Agreement between labellings (`kernels_lib.analysis.crosscheck`): Cohen's κ against a textbook example and
 scikit-learn's implementation, agreement matrices, and the σ/θ statistics beside their control."""
 import itertools
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from kernels_lib import crosscheck, vocab
+from kernels_lib.analysis import crosscheck
+from kernels_lib import vocab
 from kernels_lib.errors import AnalysisError
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import dog, vocab
+from kernels_lib.method import dog, dog_bank
+from kernels_lib import vocab
 from kernels_lib.errors import UnknownClassError
 from kernels_lib.preprocess import centre_normalise
 
@@ -261,7 +262,7 @@ def _angle_error(a: str, b: str) -> float:
 @pytest.mark.parametrize("k", [5, 7])
 def test_nearest_template_recovers_clean_synthetic_kernels(k):
     bank = dog.template_bank(k)
-    syn = dog.synthetic_bank(k, 4000, snr=np.inf, seed=3, anisotropy_range=(1.0, 1.0))
+    syn = dog_bank.synthetic_bank(k, 4000, snr=np.inf, seed=3, anisotropy_range=(1.0, 1.0))
     match = dog.nearest_template(syn.clean, bank)
     assert not match.degenerate.any()
     assert (match.merged == syn.merged).mean() >= 0.99
@@ -273,17 +274,17 @@ def test_nearest_template_recovers_clean_synthetic_kernels(k):
     assert np.all(match.cosine > 0.9)  # shifted templates cover sub-pixel offsets
     # anisotropic kernels (long/short axis up to 1.5) still find their class among the isotropic
     # templates; narrow anisotropic saddles match least well (a cosine of 0.71 measured at worst on 5×5)
-    stretched = dog.synthetic_bank(k, 2000, snr=np.inf, seed=4)
+    stretched = dog_bank.synthetic_bank(k, 2000, snr=np.inf, seed=4)
     anisotropic = dog.nearest_template(stretched.clean, bank)
     assert (anisotropic.merged == stretched.merged).mean() >= 0.99
     assert np.percentile(anisotropic.cosine, 1) > 0.85
     # Noise at SNR 4 lowers the cosine but the merged class mostly survives.
-    noisy = dog.nearest_template(dog.synthetic_bank(k, 4000, snr=4.0, seed=3).kernels, bank)
+    noisy = dog.nearest_template(dog_bank.synthetic_bank(k, 4000, snr=4.0, seed=3).kernels, bank)
     assert (noisy.merged == syn.merged).mean() >= 0.9
 
 
 def test_nearest_template_is_invariant_to_scale_and_offset(bank):
-    syn = dog.synthetic_bank(bank.k, 200, snr=8.0, seed=5)
+    syn = dog_bank.synthetic_bank(bank.k, 200, snr=8.0, seed=5)
     a = dog.nearest_template(syn.kernels, bank)
     b = dog.nearest_template(3.7 * syn.kernels.astype(np.float64) + 0.25, bank)
     np.testing.assert_array_equal(a.index, b.index)
@@ -292,7 +293,7 @@ def test_nearest_template_is_invariant_to_scale_and_offset(bank):
 
 def test_nearest_template_flags_degenerate_kernels_without_nan():
     bank = dog.template_bank(7)
-    good = dog.synthetic_bank(7, 3, snr=np.inf, seed=0).kernels
+    good = dog_bank.synthetic_bank(7, 3, snr=np.inf, seed=0).kernels
     nan = np.full((7, 7), 0.1, dtype=np.float32)
     nan[2, 4] = np.nan
     inf = good[0].copy()
@@ -303,14 +304,14 @@ def test_nearest_template_flags_degenerate_kernels_without_nan():
     assert list(match.classes[:4]) == ["other"] * 4 and list(match.merged[:4]) == ["other"] * 4
     assert np.all(match.index[:4] == -1) and np.all(match.cosine[:4] == 0)
     assert np.isfinite(match.cosine).all()
-    assert list(match.classes[4:]) == list(dog.synthetic_bank(7, 3, snr=np.inf, seed=0).classes)
+    assert list(match.classes[4:]) == list(dog_bank.synthetic_bank(7, 3, snr=np.inf, seed=0).classes)
     classes, cosine = match  # unpacks as (classes, cosine)
     assert classes is match.classes and cosine is match.cosine
 
 
 def test_nearest_template_min_cosine_and_shape_errors():
     bank = dog.template_bank(7)
-    noise = dog.random_kernels(7, 50, seed=1)
+    noise = dog_bank.random_kernels(7, 50, seed=1)
     match = dog.nearest_template(noise, bank, min_cosine=0.99)
     assert set(match.classes) == {"other"} and not match.degenerate.any() and (match.index >= 0).all()
     with pytest.raises(ValueError, match="template_bank\\(5\\)"):
@@ -320,19 +321,19 @@ def test_nearest_template_min_cosine_and_shape_errors():
 def test_random_kernels_hardly_match_any_template():
     """The control: i.i.d. kernels almost never come within the paper's thresholds of a template."""
     for k, threshold, dist in [(7, 0.7, "normal"), (5, 0.8, "kaiming")]:
-        kernels = dog.random_kernels(k, 5000, seed=2, distribution=dist)
+        kernels = dog_bank.random_kernels(k, 5000, seed=2, distribution=dist)
         assert kernels.dtype == np.float32 and kernels.shape == (5000, k, k)
         match = dog.nearest_template(kernels, dog.template_bank(k))
         assert (match.cosine >= threshold).mean() <= 0.01
-    u = dog.random_kernels(5, 1000, distribution="kaiming")
+    u = dog_bank.random_kernels(5, 1000, distribution="kaiming")
     assert np.abs(u).max() <= 1 / 5 and np.abs(u).max() > 0.19
     with pytest.raises(ValueError, match="distribution"):
-        dog.random_kernels(5, 3, distribution="cauchy")
+        dog_bank.random_kernels(5, 3, distribution="cauchy")
 
 
 @pytest.mark.parametrize("k,snr", [(7, 2.0), (5, 0.5), (7, 10.0)])
 def test_synthetic_snr_is_what_was_asked(k, snr):
-    syn = dog.synthetic_bank(k, 3000, snr=snr, seed=11)
+    syn = dog_bank.synthetic_bank(k, 3000, snr=snr, seed=11)
     flat = lambda a: a.reshape(len(a), -1).astype(np.float64)
     clean, noise = flat(syn.clean), flat(syn.kernels) - flat(syn.clean)
     signal_rms = np.sqrt(((clean - clean.mean(axis=1, keepdims=True)) ** 2).mean(axis=1))
@@ -345,9 +346,9 @@ def test_synthetic_snr_is_what_was_asked(k, snr):
 
 
 def test_synthetic_bank_is_reproducible_and_seeded():
-    a = dog.synthetic_bank(7, 500, snr=3.0, seed=42)
-    b = dog.synthetic_bank(7, 500, snr=3.0, seed=42)
-    c = dog.synthetic_bank(7, 500, snr=3.0, seed=43)
+    a = dog_bank.synthetic_bank(7, 500, snr=3.0, seed=42)
+    b = dog_bank.synthetic_bank(7, 500, snr=3.0, seed=42)
+    c = dog_bank.synthetic_bank(7, 500, snr=3.0, seed=43)
     np.testing.assert_array_equal(a.kernels, b.kernels)
     np.testing.assert_array_equal(a.classes, b.classes)
     assert a.params.equals(b.params)
@@ -359,7 +360,7 @@ def test_synthetic_bank_is_reproducible_and_seeded():
 
 def test_synthetic_clean_kernels_are_the_labelled_templates():
     """Each clean kernel is its label (orientation included) drawn with its recorded parameters."""
-    syn = dog.synthetic_bank(7, 300, snr=np.inf, seed=9)
+    syn = dog_bank.synthetic_bank(7, 300, snr=np.inf, seed=9)
     np.testing.assert_array_equal(syn.kernels, syn.clean)
     x, y = dog.kernel_grid(7)
     names = ("sigma", "ratio", "surround", "anisotropy", "aniso_angle", "cross_sigma")
@@ -379,7 +380,7 @@ def test_synthetic_orientations_are_uniform():
     """First derivatives point every way with equal probability: the labels' angles (with the
     polarity flip as a half turn) fill the circle evenly, and both polarities are equally common."""
     n = 20000
-    syn = dog.synthetic_bank(7, n, snr=np.inf, seed=5, class_weights={"1st-derivative": 1})
+    syn = dog_bank.synthetic_bank(7, n, snr=np.inf, seed=5, class_weights={"1st-derivative": 1})
     turns = np.array([t + (180.0 if p == "off" else 0.0) for p, _, t in map(vocab.orientation, syn.classes)])
     counts = np.histogram(turns, bins=12, range=(0, 360))[0]
     expected = n / 12
@@ -390,34 +391,34 @@ def test_synthetic_orientations_are_uniform():
 
 def test_class_weights_are_respected():
     n = 20000
-    syn = dog.synthetic_bank(7, n, snr=np.inf, seed=1,
+    syn = dog_bank.synthetic_bank(7, n, snr=np.inf, seed=1,
                              class_weights={"on": 3, "1st-derivative": 1, "off-cross": 0})
     assert set(syn.merged) == {"on", "1st-derivative"}
     frac_on = (syn.classes == "on").mean()
     assert abs(frac_on - 0.75) < 4 * np.sqrt(0.75 * 0.25 / n)
     np.testing.assert_array_equal(syn.merged, [vocab.merge_class(c) for c in syn.classes])
     # a name with an angle (or an axis name) draws that orientation only, labelled canonically
-    fixed = dog.synthetic_bank(7, 200, snr=np.inf, seed=1, class_weights={"on-dy": 1, "off-saddle@20": 1})
+    fixed = dog_bank.synthetic_bank(7, 200, snr=np.inf, seed=1, class_weights={"on-dy": 1, "off-saddle@20": 1})
     assert set(fixed.classes) == {"on-d1@90", "off-saddle@20"}
-    second = dog.synthetic_bank(7, 4000, snr=np.inf, seed=2, class_weights={"2nd-derivative": 1})
+    second = dog_bank.synthetic_bank(7, 4000, snr=np.inf, seed=2, class_weights={"2nd-derivative": 1})
     kinds = pd.Series([vocab.orientation(c)[1] for c in second.classes]).value_counts(normalize=True)
     assert abs(kinds["d2"] - 0.5) < 0.04 and abs(kinds["saddle"] - 0.5) < 0.04
 
 
 def test_default_weights_follow_the_paper_and_squares_only_in_5x5():
-    syn7 = dog.synthetic_bank(7, 5000, seed=0)
+    syn7 = dog_bank.synthetic_bank(7, 5000, seed=0)
     counts = {m: (syn7.merged == m).sum() for m in vocab.MERGED_CLASSES}
     assert counts["on-square"] == counts["off-square"] == counts["other"] == 0
     assert counts["on"] > counts["on-cross"] and counts["off"] > counts["off-cross"]
     assert counts["1st-derivative"] > counts["2nd-derivative"] > 0
-    syn5 = dog.synthetic_bank(5, 5000, seed=0)
+    syn5 = dog_bank.synthetic_bank(5, 5000, seed=0)
     assert (syn5.merged == "on-square").sum() > 0 and (syn5.merged == "off-square").sum() > 0
     corners = set(syn5.params.loc[syn5.classes == "on-square", "corner"])
     assert corners == set(dog.CORNERS)
 
 
 def test_other_class_draws_iid_kernels():
-    syn = dog.synthetic_bank(7, 400, snr=np.inf, seed=4, class_weights={"other": 1, "on": 1})
+    syn = dog_bank.synthetic_bank(7, 400, snr=np.inf, seed=4, class_weights={"other": 1, "on": 1})
     others = syn.clean[syn.classes == "other"]
     assert len(others) > 150
     match = dog.nearest_template(others, dog.template_bank(7))
@@ -426,13 +427,13 @@ def test_other_class_draws_iid_kernels():
 
 def test_bad_arguments_say_what_is_wrong():
     with pytest.raises(ValueError, match="unknown class"):
-        dog.synthetic_bank(7, 10, class_weights={"gabor": 1})
+        dog_bank.synthetic_bank(7, 10, class_weights={"gabor": 1})
     with pytest.raises(ValueError, match="finite and >= 0"):
-        dog.synthetic_bank(7, 10, class_weights={"on": -1})
+        dog_bank.synthetic_bank(7, 10, class_weights={"on": -1})
     with pytest.raises(ValueError, match="not all be zero"):
-        dog.synthetic_bank(7, 10, class_weights={"on": 0})
+        dog_bank.synthetic_bank(7, 10, class_weights={"on": 0})
     with pytest.raises(ValueError, match="snr"):
-        dog.synthetic_bank(7, 10, snr=0.0)
+        dog_bank.synthetic_bank(7, 10, snr=0.0)
     with pytest.raises(ValueError, match="ratio"):
         dog.evaluate("on", *dog.kernel_grid(7), ratio=0.5)
     with pytest.raises(ValueError, match="corner"):
@@ -444,7 +445,7 @@ def test_bad_arguments_say_what_is_wrong():
     with pytest.raises(ValueError, match="names its orientation"):
         dog.evaluate("on-d1@10", *dog.kernel_grid(5), theta=20.0)
     with pytest.raises(ValueError, match="anisotropy"):
-        dog.synthetic_bank(7, 10, anisotropy_range=(0.5, 1.0))
+        dog_bank.synthetic_bank(7, 10, anisotropy_range=(0.5, 1.0))
     with pytest.raises(ValueError, match="kernel size"):
         dog.kernel_grid(1)
     with pytest.raises(ValueError, match="constant"):

@@ -2,16 +2,18 @@
 import numpy as np
 import pytest
 
-from kernels_lib import dog, evaluate, kmeans, vocab
-from kernels_lib.classify import PrototypeClassifier
+from kernels_lib.method import dog_bank, kmeans
+from kernels_lib.analysis import evaluate
+from kernels_lib import vocab
+from kernels_lib.method.classify import PrototypeClassifier
 from kernels_lib.errors import AnalysisError
 from kernels_lib.preprocess import from_hyperplane, prepare
 
 
 @pytest.fixture(scope="module")
 def bank5():
-    return (dog.synthetic_bank(5, 3000, snr=4.0, seed=0), dog.synthetic_bank(5, 1500, snr=4.0, seed=1),
-            dog.random_kernels(5, 1500, seed=2))
+    return (dog_bank.synthetic_bank(5, 3000, snr=4.0, seed=0), dog_bank.synthetic_bank(5, 1500, snr=4.0, seed=1),
+            dog_bank.random_kernels(5, 1500, seed=2))
 
 
 def test_evaluate_arithmetic_on_a_hand_made_case():
@@ -78,14 +80,14 @@ def test_kmeans_baseline_refuses_bad_input(bank5):
     with pytest.raises(AnalysisError, match="unit rows"):
         kmeans.kmeans_baseline(np.ones((10, 24)), 4, kernel_shape=(5, 5))
     with pytest.raises(AnalysisError, match="no threshold for 3×3"):
-        kmeans.kmeans_baseline(dog.random_kernels(3, 50), 4)
+        kmeans.kmeans_baseline(dog_bank.random_kernels(3, 50), 4)
 
 
 def test_compare_scores_both_paths_with_one_function():
-    train = dog.synthetic_bank(7, 500, snr=2.0, seed=0)
-    test = dog.synthetic_bank(7, 300, snr=2.0, seed=1)
+    train = dog_bank.synthetic_bank(7, 500, snr=2.0, seed=0)
+    test = dog_bank.synthetic_bank(7, 300, snr=2.0, seed=1)
     summary, per_class, classifiers = evaluate.compare(
-        train.kernels, test.kernels, test.classes, dog.random_kernels(7, 300, seed=2), n_clusters=(10,), seed=0,
+        train.kernels, test.kernels, test.classes, dog_bank.random_kernels(7, 300, seed=2), n_clusters=(10,), seed=0,
         autoencoder_kwargs=dict(hidden=(32, 16), max_epochs=3, lr=3e-3, batch_size=64, num_threads=1), n_codes=2000)
     assert summary["method"].tolist() == ["autoencoder", "kmeans-10"]
     assert summary["n_prototypes"].tolist() == [2000, 10]

@@ -1,4 +1,4 @@
-"""The kernel explorer (notebook 14, kernels_lib.explore): the page it shows is the classification's
+"""The kernel explorer (notebook 14, kernels_lib.publish.explore): the page it shows is the classification's
 rows that match the choice, checked against a plain pandas filter, with the database's weights;
 its widgets follow their controls without a kernel behind them."""
 import json
@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import explore, selection, store, tables, vocab
+from kernels_lib.publish import explore
+from kernels_lib.analysis import selection, tables
+from kernels_lib.database import store
+from kernels_lib import vocab
 from kernels_lib.errors import AnalysisError, UnknownClassError
 
 from conftest import SITE_PARAMETERS
@@ -66,7 +69,7 @@ def test_kernel_page_defaults_sampling_and_errors(reference_classification):
     # every kernel counted once, classes in display order (which classes a layer has depends on the reference)
     assert counts.sum() == len(rows) and len(counts) >= 2
     assert list(counts.index) == [c for c in vocab.CLASS_ORDER if c in counts.index]
-    with pytest.raises(AnalysisError, match="did you mean mobilenetv2_100"):
+    with pytest.raises(AnalysisError, match="did you mean 'mobilenetv2_100'"):
         selection.kernel_page(table, "mobilenet_v2")
     with pytest.raises(AnalysisError, match="kernel size .* choose one of: 3, 5"):
         selection.kernel_page(table, PPOCR, kernel_size=7)

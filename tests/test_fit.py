@@ -1,11 +1,13 @@
-"""The direct fit to the DoG family (`kernels_lib.fit`), checked on kernels drawn by a generator written
+"""The direct fit to the DoG family (`kernels_lib.analysis.fit`), checked on kernels drawn by a generator written
 here from the closed-form Gaussian derivatives (not from `dog` or `fit.render`): the known kind,
 σ, θ and centre must come back; degenerate and random inputs must be handled."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import dog, fit, vocab
+from kernels_lib.method import dog
+from kernels_lib.analysis import fit
+from kernels_lib import vocab
 from kernels_lib.errors import AnalysisError
 
 PERIOD = {"d1": 360.0, "ridge": 180.0, "saddle": 180.0, "cross": 90.0}

@@ -1,6 +1,6 @@
-"""Scoring on an independent ground truth (kernels_lib.groundtruth), never on the training family.
+"""Scoring on an independent ground truth (kernels_lib.analysis.groundtruth), never on the training family.
 
-The autoencoders learn from `dog.synthetic_bank` and name their spectra with `dog`'s templates;
+The autoencoders learn from `dog_bank.synthetic_bank` and name their spectra with `dog`'s templates;
 here they are scored on kernels from a second generator written apart from `dog` (box-averaged
 8× renderings of separable Hermite–Gaussians, its own ranges and seed stream). First the
 generator itself is checked (noise, integration, uniform classes and angles, agreement with
@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 from scipy.special import ndtr
 
-from kernels_lib import dog, evaluate, groundtruth, vocab
-from kernels_lib.autoencoder import Autoencoder, train
-from kernels_lib.classify import autoencoder_classifier, label_kernels
+from kernels_lib.method import dog, dog_bank
+from kernels_lib.analysis import evaluate, groundtruth
+from kernels_lib import vocab
+from kernels_lib.method.autoencoder import Autoencoder, train
+from kernels_lib.method.classify import autoencoder_classifier, label_kernels
 from kernels_lib.paths import REFERENCE_AUTOENCODERS
 from kernels_lib.preprocess import centre_normalise
-from kernels_lib.spectrum import CLASSIFY_CODES, LABEL_FILE, code_labels, decode_spectrum, label_spectrum, read_labels
+from kernels_lib.method.spectrum import CLASSIFY_CODES, LABEL_FILE, code_labels, decode_spectrum, label_spectrum, read_labels
 from kernels_lib.vocab import PAPER_THRESHOLDS
 
 #: Issue 8's targets for the reference autoencoders at moderate noise: (accuracy, recall of every class).
@@ -163,8 +165,8 @@ def reference_scores(request):
     clf = autoencoder_classifier(REFERENCE_AUTOENCODERS[k])
     bank = groundtruth.ground_truth_bank(k, N_SCORED, snr=groundtruth.MODERATE_SNR, seed=SCORE_SEED)
     rows = clf.predict(bank.kernels)
-    scores = evaluate.evaluate(clf, bank.kernels, bank.merged, dog.random_kernels(k, 20_000, seed=SCORE_SEED))
-    kaiming = clf.predict(dog.random_kernels(k, 20_000, seed=SCORE_SEED + 1, distribution="kaiming"))
+    scores = evaluate.evaluate(clf, bank.kernels, bank.merged, dog_bank.random_kernels(k, 20_000, seed=SCORE_SEED))
+    kaiming = clf.predict(dog_bank.random_kernels(k, 20_000, seed=SCORE_SEED + 1, distribution="kaiming"))
     return k, bank, rows, scores, float(kaiming["clustered"].mean())
 
 
@@ -214,7 +216,7 @@ def test_reference_autoencoders_were_chosen_on_the_ground_truth(k):
     classes = set(groundtruth.merged_classes(k))
     assert classes <= {iv.label for iv in read_labels(directory / LABEL_FILE)}
     selection = ae.provenance["evaluation"]["selection"]
-    assert selection["criterion"].startswith("kernels_lib.groundtruth") and selection["seed"] != SCORE_SEED
+    assert selection["criterion"].startswith(("kernels_lib.groundtruth", "kernels_lib.analysis.groundtruth")) and selection["seed"] != SCORE_SEED
     assert "trained_labelled" not in selection["criterion"]
     assert len(ae.provenance["evaluation"]["candidates"]) >= 1
 
@@ -251,8 +253,8 @@ def method(request, tmp_path_factory):
     k = request.param
     n_train, _, _ = CASES[k]
     directory = tmp_path_factory.mktemp(f"ae{k}") / "ae"
-    bank = dog.synthetic_bank(k, n_train, snr=(1.0, 16.0), seed=0)
-    ae = train(bank.kernels, seed=0, corpus=f"dog.synthetic_bank({k}, {n_train}, snr=(1, 16), seed=0)", **TRAIN)
+    bank = dog_bank.synthetic_bank(k, n_train, snr=(1.0, 16.0), seed=0)
+    ae = train(bank.kernels, seed=0, corpus=f"dog_bank.synthetic_bank({k}, {n_train}, snr=(1, 16), seed=0)", **TRAIN)
     ae.save(directory)
     labels_path = label_spectrum(directory, ae=ae)
     truth = groundtruth.ground_truth_bank(k, 10_000, snr=groundtruth.MODERATE_SNR, seed=SCORE_SEED)
@@ -275,13 +277,13 @@ def test_automatic_path_names_the_independent_ground_truth(method):
 @pytest.mark.slow
 def test_random_kernels_hardly_cluster(method):
     k, _, directory, labels_path, _, _ = method
-    result = classify_bank(directory, labels_path, dog.random_kernels(k, 20_000, seed=7))
+    result = classify_bank(directory, labels_path, dog_bank.random_kernels(k, 20_000, seed=7))
     assert result.clustered.mean() <= 0.01
 
 
 def test_same_seed_same_labels_and_assignments(tmp_path):
     """Trained twice with one seed: byte-identical label file and identical assignments."""
-    bank = dog.synthetic_bank(5, 3_000, snr=4.0, seed=3)
+    bank = dog_bank.synthetic_bank(5, 3_000, snr=4.0, seed=3)
     test = groundtruth.ground_truth_bank(5, 2_000, seed=4).kernels
     runs = []
     for name in ("a", "b"):

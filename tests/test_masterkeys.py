@@ -1,11 +1,11 @@
-"""Greedy coverage by prototypes (`kernels_lib.masterkeys`) on corpora whose answer is known, and
+"""Greedy coverage by prototypes (`kernels_lib.analysis.masterkeys`) on corpora whose answer is known, and
 against an exhaustive search on a small one."""
 import itertools
 
 import numpy as np
 import pytest
 
-from kernels_lib import masterkeys as mk
+from kernels_lib.analysis import masterkeys as mk
 from kernels_lib.errors import AnalysisError
 
 

@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import corpus, method, paths, results, store
+from kernels_lib.method import corpus, per_set
+from kernels_lib import paths
+from kernels_lib.analysis import results
+from kernels_lib.database import store
 from kernels_lib.records import ConvLayer, kernel_table
 
 
@@ -24,10 +27,10 @@ def _db(tmp_path, trained5=60, trained7=10, twins7=40):
 
 def test_plan_counts_trained_kernels_only_and_applies_the_threshold(tmp_path):
     db = _db(tmp_path)
-    plan = method.plan(db, (5, 7), min_trained=50).set_index("kernel_size")
-    assert plan.loc[5, "trained_kernels"] == 60 and plan.loc[5, "autoencoder"] == method.OWN
-    assert plan.loc[7, "trained_kernels"] == 10 and plan.loc[7, "autoencoder"] == method.REFERENCE   # twins never count
-    assert method.MIN_TRAINED_KERNELS == 20_000
+    plan = per_set.plan(db, (5, 7), min_trained=50).set_index("kernel_size")
+    assert plan.loc[5, "trained_kernels"] == 60 and plan.loc[5, "autoencoder"] == per_set.OWN
+    assert plan.loc[7, "trained_kernels"] == 10 and plan.loc[7, "autoencoder"] == per_set.REFERENCE   # twins never count
+    assert per_set.MIN_TRAINED_KERNELS == 20_000
 
 
 def test_corpus_subset_is_seeded_and_recorded(tmp_path):
@@ -41,28 +44,28 @@ def test_corpus_subset_is_seeded_and_recorded(tmp_path):
 
 def test_choose_prefers_the_sets_own_and_says_what_it_learnt(tmp_path):
     db = _db(tmp_path)
-    own_dir = method.autoencoders_dir("toy", tmp_path / "classification")
-    before = method.choose(own_dir, (5, 7))
+    own_dir = per_set.autoencoders_dir("toy", tmp_path / "classification")
+    before = per_set.choose(own_dir, (5, 7))
     assert {k: c.kind for k, c in before.items()} == {5: "reference", 7: "reference"}
     assert before[7].directory == paths.REFERENCE_AUTOENCODERS[7]
     assert "synthetic DoG-family kernels" in before[7].what and before[7].description.startswith("7×7: ")
-    method.train_own(db, 5, own_dir, hidden=(8, 4), max_epochs=2, batch_size=16, progress=False, num_threads=1)
-    after = method.choose(own_dir, (5, 7))
+    per_set.train_own(db, 5, own_dir, hidden=(8, 4), max_epochs=2, batch_size=16, progress=False, num_threads=1)
+    after = per_set.choose(own_dir, (5, 7))
     assert after[5].kind == "own" and after[5].directory == own_dir / "5x5" and after[7].kind == "reference"
     assert after[5].what == "the set's own autoencoder, trained on its 60 trained kernels"
-    labels = method.label_own(after, n_codes=500)
+    labels = per_set.label_own(after, n_codes=500)
     assert labels[5].is_file() and labels[5].parent == own_dir / "5x5"
     assert labels[7] == paths.REFERENCE_AUTOENCODERS[7] / "labels.yaml"       # the reference is never relabelled
 
 
 def test_results_carry_which_autoencoder_classified_each_size(tmp_path):
     db = _db(tmp_path)
-    choices = method.choose(tmp_path / "none", (5, 7))
+    choices = per_set.choose(tmp_path / "none", (5, 7))
     table = results.classify_kernels(db, {k: c.directory for k, c in choices.items()}, progress=False)
     path = results.write_results(table, tmp_path / "r.parquet", {"autoencoders": {str(k): c.record()
                                                                                   for k, c in choices.items()}})
     prov = results.read_provenance(path)
-    assert method.classified_by(prov, 7) == choices[7].what and method.classified_by(prov, 3) == "k-means (Appendix N)"
+    assert per_set.classified_by(prov, 7) == choices[7].what and per_set.classified_by(prov, 3) == "k-means (Appendix N)"
     pd.testing.assert_frame_equal(results.read_results(path), table)
     assert results.read_provenance(results.write_results(table, tmp_path / "bare.parquet")) == {}
     with pytest.raises(Exception, match="no classification"):

@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from kernels_lib import store, zoo
-from kernels_lib.notebooks import run_notebook
+from kernels_lib.database import store, zoo
+from kernels_lib.publish.notebooks import run_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_extract_kernels.ipynb"
 

@@ -5,7 +5,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kernels_lib import errors, notebooks
+from kernels_lib import errors
+from kernels_lib.publish import notebooks
 from kernels_lib.errors import KernelsLibError
 
 

@@ -5,8 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kernels_lib import corpus, paths, results, spectrum
-from kernels_lib.autoencoder import Autoencoder, train
+from kernels_lib.method import corpus, spectrum
+from kernels_lib import paths
+from kernels_lib.analysis import results
+from kernels_lib.method.autoencoder import Autoencoder, train
 
 from conftest import assert_png as _png
 from conftest import run_notebook as _run
@@ -148,7 +150,7 @@ def test_08_autoencoder_vs_kmeans_small_profile(tmp_path):
                        n_clusters=[10, 16], hidden=[24, 12], epochs=3, lr=3e-3, batch_size=32, n_codes=1000,
                        num_threads=1)
     assert set(result["banks"]) == {"7×7, SNR 3", "5×5, SNR 3"}
-    assert result["settings"]["scored_on"] == "kernels_lib.groundtruth.ground_truth_bank"
+    assert result["settings"]["scored_on"] == "kernels_lib.analysis.groundtruth.ground_truth_bank"
     for name, bank in result["banks"].items():
         summary = pd.DataFrame(bank["summary"]).set_index("method")
         assert list(summary.index) == ["autoencoder", "kmeans-10", "kmeans-16", "reference"]

@@ -2,7 +2,7 @@
 import nbformat
 import pytest
 
-from kernels_lib import notebooks
+from kernels_lib.publish import notebooks
 
 NOTEBOOKS = notebooks.list_notebooks()
 

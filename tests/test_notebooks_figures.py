@@ -2,7 +2,7 @@
 
 import pytest
 
-from kernels_lib import dog
+from kernels_lib.method import dog
 
 from conftest import assert_png
 from conftest import run_notebook as _run
@@ -32,7 +32,7 @@ def test_02_dog_family_on_5x5(tmp_path):
 
 @pytest.mark.slow
 def test_03_kernel_gallery_on_smoke(tmp_path):
-    from kernels_lib import zoo
+    from kernels_lib.database import zoo
 
     result, out = _run("03_kernel_gallery", tmp_path, rows_per_model=2, per_row=4)
     trained = [e.id for e in zoo.load_model_set("smoke").entries if e.seed is None]

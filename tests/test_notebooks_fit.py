@@ -4,7 +4,9 @@ JSON they record."""
 import numpy as np
 import pytest
 
-from kernels_lib import fit, store, vocab
+from kernels_lib.analysis import fit
+from kernels_lib.database import store
+from kernels_lib import vocab
 
 from conftest import assert_png, run_notebook
 

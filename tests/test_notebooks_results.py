@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import AxesImage
 
-from kernels_lib import dog, method, paths, plots, results, selection, spectrum, store, tables, vocab
-from kernels_lib.autoencoder import train
+from kernels_lib.method import dog_bank, per_set, spectrum
+from kernels_lib import paths, plots, vocab
+from kernels_lib.analysis import results, selection, tables
+from kernels_lib.database import store
+from kernels_lib.method.autoencoder import train
 
 from conftest import assert_png as _png
 from conftest import run_notebook
@@ -25,12 +28,12 @@ def classification(smoke_db, tmp_path_factory):
     root = tmp_path_factory.mktemp("classification")
     dirs = {}
     for k in (5, 7):
-        bank = dog.synthetic_bank(k, 600, snr=8.0, seed=k)
+        bank = dog_bank.synthetic_bank(k, 600, snr=8.0, seed=k)
         ae = train(bank.kernels, hidden=(24, 12), max_epochs=8, lr=3e-3, batch_size=32, progress=False, seed=0)
         dirs[k] = ae.save(root / "ae" / f"{k}x{k}")
         spectrum.label_spectrum(dirs[k], n=2000, ae=ae)
     table = results.classify_kernels(smoke_db / "smoke", dirs, thresholds=LOOSE, progress=False)
-    choices = method.choose(root / "ae", (5, 7))       # as notebook 07 records them
+    choices = per_set.choose(root / "ae", (5, 7))       # as notebook 07 records them
     results.write_results(table, root / "smoke" / paths.RESULTS_FILE,
                           {"autoencoders": {str(k): c.record() for k, c in choices.items()}})
     return root, table
@@ -207,8 +210,8 @@ def test_kernels_of_matches_rows_to_the_database(tmp_path):
 
 
 def test_galleries_panels_share_rows_and_centre_kernels_at_zero():
-    syn = dog.synthetic_bank(5, 60, snr=8.0, seed=0)
-    rnd = dog.random_kernels(5, 30, seed=1)
+    syn = dog_bank.synthetic_bank(5, 60, snr=8.0, seed=0)
+    rnd = dog_bank.random_kernels(5, 30, seed=1)
     fig = plots.class_galleries({"trained": (syn.kernels, syn.merged), "random": (rnd, ["unclustered"] * 30)},
                                 per_class=3, caption="models: x")
     images = [a for ax in fig.axes for a in ax.get_children() if isinstance(a, AxesImage)]

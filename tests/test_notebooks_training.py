@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import assert_png, run_notebook
-from kernels_lib import photos, training
+from kernels_lib.training import photos
+from kernels_lib import training
 
 #: A few training steps: 8 channels, 2 blocks, 16×16 crops of the 12 scikit-image photographs, 2 epochs.
 TINY = {"width": 8, "depth": 2, "crop_size": 16, "crops_per_epoch": 64, "batch_size": 32, "epochs": 2,

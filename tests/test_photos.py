@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernels_lib import datasets, photos
+from kernels_lib.training import datasets, photos
 from kernels_lib.errors import CorruptFileError, KernelsLibError
 
 
@@ -60,7 +60,7 @@ def test_a_damaged_cached_photograph_is_replaced(empty_cache):
 
 
 def test_unknown_photograph_names_close_keys():
-    with pytest.raises(KernelsLibError, match="close names.*coffee"):
+    with pytest.raises(KernelsLibError, match="did you mean .*coffee"):
         photos.photo("cofee")
 
 
@@ -237,5 +237,5 @@ def test_missing_torchvision_data_says_where_it_looked_and_what_it_needs(tmp_pat
 
 
 def test_unknown_data_name_lists_what_exists(tmp_path):
-    with pytest.raises(datasets.DatasetUnavailableError, match="close names.*photos-phase"):
+    with pytest.raises(datasets.DatasetUnavailableError, match="did you mean .*photos-phase"):
         datasets.training_data("photos-phas")

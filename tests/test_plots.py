@@ -6,7 +6,10 @@ import pandas as pd
 import pytest
 from matplotlib.image import AxesImage
 
-from kernels_lib import dog, notebooks, pca, plots, tables, vocab
+from kernels_lib.method import dog, dog_bank
+from kernels_lib.publish import notebooks
+from kernels_lib.analysis import pca, tables
+from kernels_lib import plots, vocab
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -21,7 +24,7 @@ def _is_png(path):
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return dog.synthetic_bank(7, 600, snr=8.0, seed=3)
+    return dog_bank.synthetic_bank(7, 600, snr=8.0, seed=3)
 
 
 def test_kernel_grid_centres_every_kernel_at_zero(tmp_path):

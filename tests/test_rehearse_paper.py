@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kernels_lib import notebooks, paths, zoo
+from kernels_lib.publish import notebooks
+from kernels_lib import paths
+from kernels_lib.database import zoo
 from kernels_lib.sources.hub_cache import (
     cached_timm_weights,
     repo_folder,

@@ -3,9 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import autoencoder, classify, dog, errors, paths, results, spectrum, tables, vocab
-from kernels_lib.classify import PrototypeClassifier
-from kernels_lib.autoencoder import train
+from kernels_lib.method import autoencoder, classify, dog, dog_bank, spectrum
+from kernels_lib import errors, paths, vocab
+from kernels_lib.analysis import results, tables
+from kernels_lib.method.classify import PrototypeClassifier
+from kernels_lib.method.autoencoder import train
 from kernels_lib.preprocess import centre_normalise, to_hyperplane
 from kernels_lib.records import ConvLayer, kernel_table
 
@@ -22,7 +24,7 @@ def template_classifier(k=7, threshold=0.3):
 
 def test_prototype_classifier_labels_flags_degenerate_and_never_nan():
     clf, bank = template_classifier()
-    syn = dog.synthetic_bank(7, 400, snr=8.0, seed=3)
+    syn = dog_bank.synthetic_bank(7, 400, snr=8.0, seed=3)
     kernels = np.concatenate([syn.kernels, np.full((2, 7, 7), 0.25, np.float32),
                               np.full((1, 7, 7), np.nan, np.float32)])
     out = clf.predict(kernels)
@@ -63,7 +65,7 @@ def autoencoders(tmp_path_factory):
     root = tmp_path_factory.mktemp("ae")
     dirs = {}
     for k in (5, 7):
-        bank = dog.synthetic_bank(k, 400, snr=8.0, seed=k)
+        bank = dog_bank.synthetic_bank(k, 400, snr=8.0, seed=k)
         ae = train(bank.kernels, hidden=(32, 16), max_epochs=6, lr=3e-3, batch_size=32, progress=False, seed=0,
                    num_threads=1)
         dirs[k] = ae.save(root / f"{k}x{k}")
@@ -78,7 +80,7 @@ def fake_model(name, tag, seed=0):
     rng = np.random.default_rng(seed)
     layers = []
     for i, (k, c) in enumerate([(3, 40), (5, 24), (5, 16), (7, 12)]):
-        syn = dog.synthetic_bank(k, c, snr=4.0, seed=seed + i).kernels if k > 3 else rng.standard_normal((c, 3, 3))
+        syn = dog_bank.synthetic_bank(k, c, snr=4.0, seed=seed + i).kernels if k > 3 else rng.standard_normal((c, 3, 3))
         w = np.asarray(syn, np.float32)[:, None]
         if k == 5 and i == 1:
             w[:3] = 0.5          # three constant kernels
@@ -198,7 +200,7 @@ def test_results_file_round_trip_is_atomic(classified, tmp_path):
 
 
 def test_missing_label_file_and_empty_selection_say_what_to_do(autoencoders, tmp_path):
-    from kernels_lib.autoencoder import Autoencoder
+    from kernels_lib.method.autoencoder import Autoencoder
 
     assert classify.autoencoder_classifier(autoencoders[7]).threshold == 0.3     # the paper's, by default
     assert classify.autoencoder_classifier(autoencoders[5]).threshold == 0.2
@@ -234,8 +236,8 @@ def test_write_results_clears_temporaries_of_dead_writers(classified, tmp_path):
 def test_training_config_of_the_reference_autoencoders():
     import inspect
 
-    from kernels_lib.autoencoder import Autoencoder
-    from kernels_lib.autoencoder import train as train_fn
+    from kernels_lib.method.autoencoder import Autoencoder
+    from kernels_lib.method.autoencoder import train as train_fn
 
     for k, directory in paths.REFERENCE_AUTOENCODERS.items():
         config = autoencoder.training_config(directory)

@@ -1,9 +1,11 @@
-"""kernels_lib.runs on kernels whose answer is known by construction."""
+"""kernels_lib.training.runs on kernels whose answer is known by construction."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from kernels_lib import dog, records, runs, training
+from kernels_lib.method import dog_bank
+from kernels_lib import records, training
+from kernels_lib.training import runs
 from kernels_lib.errors import AnalysisError
 
 
@@ -17,7 +19,7 @@ def test_central_energy_share_of_a_centred_pattern_and_of_noise():
     k = 31
     centred = np.zeros((1, k, k))
     centred[0, 14:17, 14:17] = [[0, -1, 0], [-1, 4, -1], [0, -1, 0]]
-    noise = dog.random_kernels(k, 4000, seed=0)
+    noise = dog_bank.random_kernels(k, 4000, seed=0)
     assert runs.central_energy_share(centred, 7)[0] > 0.99
     assert np.median(runs.central_energy_share(noise, 7)) == pytest.approx((7 / k) ** 2, rel=0.15)
     assert np.isnan(runs.central_energy_share(np.ones((1, k, k)), 7)[0])          # constant: no energy to share

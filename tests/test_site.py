@@ -1,4 +1,4 @@
-"""The static HTML site (kernels_lib.site): what `figures` writes after the notebooks, checked on a
+"""The static HTML site (kernels_lib.publish.site): what `figures` writes after the notebooks, checked on a
 run of notebooks 04 and 14 on the smoke set (conftest `smoke_site`) and on small hand-made inputs.
 The same pages in a real browser: tests/test_browser.py."""
 import argparse
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from kernels_lib import notebooks, paths
-from kernels_lib import site as static_site
+from kernels_lib.publish import notebooks
+from kernels_lib import paths
+from kernels_lib.publish import site as static_site
 from kernels_lib.errors import KernelsLibError, SiteError
 
 from conftest import SITE_PARAMETERS

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from kernels_lib import dog
-from kernels_lib.autoencoder import train
+from kernels_lib.method import dog, dog_bank
+from kernels_lib.method.autoencoder import train
 from kernels_lib.errors import CorruptFileError
-from kernels_lib.spectrum import (
+from kernels_lib.method.spectrum import (
     LABEL_FILE, PROPOSAL_FILE, Interval, Spectrum, code_grid, code_labels, decode_spectrum, label_spectrum,
     propose_labels, read_labels, write_labels,
 )
@@ -106,7 +106,7 @@ def test_propose_labels_names_runs_and_allows_a_class_twice():
 
 
 def test_label_spectrum_never_overwrites_a_hand_edited_file(tmp_path):
-    bank = dog.synthetic_bank(5, 600, snr=8.0, seed=0)
+    bank = dog_bank.synthetic_bank(5, 600, snr=8.0, seed=0)
     ae = train(bank.kernels, hidden=(64, 32, 16, 8), lr=1e-3, batch_size=64, max_epochs=3,
                device="cpu", num_threads=1, progress=False)
     directory = ae.save(tmp_path / "ae")

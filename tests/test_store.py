@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from kernels_lib import errors, extract, fileio, store, zoo
+from kernels_lib import errors, fileio
+from kernels_lib.database import extract, store, zoo
 from kernels_lib.errors import CorruptFileError, KernelsLibError
 from kernels_lib.records import KERNEL_COLUMNS, ConvLayer, kernel_array, kernel_table
 
@@ -109,7 +110,7 @@ def test_failed_write_leaves_old_file_and_no_partial(tmp_path, monkeypatch):
 _SLOW_WRITER = """
 import sys, time
 import pyarrow.parquet as pq
-from kernels_lib import store
+from kernels_lib.database import store
 from kernels_lib.records import ConvLayer, kernel_table
 import numpy as np
 real = pq.ParquetWriter.write_table
@@ -218,7 +219,7 @@ def test_a_file_that_keeps_no_layer_order_says_so(tmp_path):
     per-layer figures' axis named by layer name."""
     from safetensors.numpy import save_file
 
-    from kernels_lib import tables
+    from kernels_lib.analysis import tables
 
     rng = np.random.default_rng(0)
     save_file({f"block_{i}.dw.weight": rng.normal(size=(4, 1, 3, 3)).astype(np.float32) for i in (10, 2, 1)},

@@ -15,7 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels_lib import nets, photos, store, training
+from kernels_lib.training import nets, photos
+from kernels_lib.database import store
+from kernels_lib import training
 from kernels_lib.training import TrainConfig
 
 SMOKE_DATA = {"keys": photos.SKIMAGE_KEYS, "short_side": 96}
@@ -137,7 +139,7 @@ def test_configuration_errors_say_what_to_change():
         TrainConfig(run="x", init="xavier")
     with pytest.raises(training.TrainingError, match="outside"):
         TrainConfig(run="x", epochs=3, snapshot_epochs=(5,))
-    with pytest.raises(nets.ModelError, match="close timm names.*convmixer_768_32"):
+    with pytest.raises(nets.ModelError, match="did you mean .*convmixer_768_32"):
         nets.create_model("convmixer_768_3", 10)
     with pytest.raises(nets.ModelError, match="odd"):
         nets.DepthwiseNet(10, kernel_size=6)

@@ -8,7 +8,8 @@ import pytest
 import timm
 import torch
 
-from kernels_lib import errors, extract, store, zoo
+from kernels_lib import errors
+from kernels_lib.database import extract, store, zoo
 from kernels_lib.fileio import sha256_file
 from kernels_lib.errors import WeightsUnavailableError
 from kernels_lib.records import ConvLayer, depthwise_layers
@@ -96,7 +97,7 @@ def test_unknown_set_suggests_close_names():
     ("{kind: timm, name: convnextv2_tiny}", r"entry 1 .*needs a tag.*seed: N"),
     ("{kind: timm, name: convnextv2_tiny.fcmae, seed: 1}", r"entry 1 .*without a pretrained tag: use name 'convnextv2_tiny'"),
     ("{kind: timm, name: convnextv2_tiny, seed: one}", r"entry 1 .*'seed' must be an integer"),
-    ("{kind: wheel, key: tf_efficientnet_lite3}", r"entry 1 .*no wheel model 'tf_efficientnet_lite3'; close names: \['tf_efficientnet_lite"),
+    ("{kind: wheel, key: tf_efficientnet_lite3}", r"entry 1 .*no wheel model 'tf_efficientnet_lite3'; did you mean 'tf_efficientnet_lite"),
     ("{kind: tflite, package: mediapip, member: a.tflite}", r"entry 1 .*no pinned wheel 'mediapip'"),
     ("{kind: timm, name: mobilenetv2_100, seed: 0}", r"entry 1 \(mobilenetv2_100.random-init-seed0\) repeats entry 0"),
     ("{kind: timm, name: a.b, paper: [{table: 3, row: x}]}", r"entry 1 .*'paper' item needs exactly the keys"),
@@ -213,5 +214,5 @@ def test_the_training_set_extracts_committed_runs_and_their_seeded_initialisatio
 
 def test_an_unknown_training_run_names_the_committed_ones(tmp_path):
     path = _set(tmp_path, ["{kind: training, run: kaiming-7x8}"])
-    with pytest.raises(errors.ModelSetError, match=r"no committed training run 'kaiming-7x8'.*close names: \['kaiming-7x7'"):
+    with pytest.raises(errors.ModelSetError, match=r"no committed training run 'kaiming-7x8'.*did you mean 'kaiming-7x7'"):
         zoo.load_model_set(path)

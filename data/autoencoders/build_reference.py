@@ -4,13 +4,13 @@ ground truth, label the spectrum, write.
     .venv/bin/python data/autoencoders/build_reference.py 7 5 --overwrite [--db data/kernels/offline]
 
 Every candidate learns from the rotation-complete synthetic DoG-family bank
-(`kernels_lib.dog.synthetic_bank`: derivatives at every angle, anisotropic Gaussians, SNR drawn
+(`kernels_lib.method.dog_bank.synthetic_bank`: derivatives at every angle, anisotropic Gaussians, SNR drawn
 log-uniformly in 1–16), with the class weights of `CANDIDATES`; the 5×5 candidates may add the
 trained 5×5 kernels of the offline kernel database (its random-init twins left out). The 7×7
 ones cannot: the offline set holds only 384 trained 7×7 kernels (PP-OCR text detection).
 
 Each candidate's spectrum is labelled automatically (`spectrum.propose_labels`) and scored on the
-independent ground truth (`kernels_lib.groundtruth`, a generator written apart from `dog`) at
+independent ground truth (`kernels_lib.analysis.groundtruth`, a generator written apart from `dog`) at
 moderate noise (SNR 3) with `SELECTION_SEED`. The candidate with the highest merged-class
 accuracy wins among those that cluster at most 0.5 % of i.i.d. random kernels. The share of the
 offline database's real kernels each candidate labels is measured and recorded too, but never
@@ -18,7 +18,7 @@ used to choose (that is the number Table 3 reports). tests/test_ground_truth.py 
 winner again on another seed. Trained candidates are kept under build/reference_candidates/ so
 that an interrupted build resumes; the same seed, data and thread count give the same weights.
 
-The label file is the automatic proposal (kernels_lib.spectrum.label_spectrum); review it with
+The label file is the automatic proposal (kernels_lib.method.spectrum.label_spectrum); review it with
 the spectrum strip (notebooks) and edit by hand if needed — a rebuild replaces it.
 """
 from __future__ import annotations
@@ -30,13 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels_lib import dog, evaluate, groundtruth, store
-from kernels_lib.autoencoder import Autoencoder
-from kernels_lib.classify import autoencoder_classifier
-from kernels_lib.corpus import train_from_db
+from kernels_lib.method import dog_bank
+from kernels_lib.analysis import evaluate, groundtruth
+from kernels_lib.database import store
+from kernels_lib.method.autoencoder import Autoencoder
+from kernels_lib.method.classify import autoencoder_classifier
+from kernels_lib.method.corpus import train_from_db
 from kernels_lib.fileio import atomic_write_text
 from kernels_lib.paths import AUTOENCODERS_DIR, BUILD_DIR, REPO_ROOT, kernel_db_dir
-from kernels_lib.spectrum import CLASSIFY_CODES, decode_spectrum, label_spectrum, propose_labels, read_labels
+from kernels_lib.method.spectrum import CLASSIFY_CODES, decode_spectrum, label_spectrum, propose_labels, read_labels
 from kernels_lib.vocab import DEGENERATE, OTHER, UNCLUSTERED, random_init_mask
 
 CANDIDATE_DIR = BUILD_DIR / "reference_candidates"
@@ -96,7 +98,7 @@ def ground_truth_scores(ae: Autoencoder, intervals, seed: int = SELECTION_SEED, 
     independent ground truth at each SNR; the share of i.i.d. random kernels clustered."""
     k = ae.kernel_shape[0]
     clf = autoencoder_classifier(ae, labels=intervals)
-    out = {"generator": "kernels_lib.groundtruth.ground_truth_bank", "seed": seed, "n": n, "threshold": clf.threshold}
+    out = {"generator": "kernels_lib.analysis.groundtruth.ground_truth_bank", "seed": seed, "n": n, "threshold": clf.threshold}
     for snr in snrs:
         bank = groundtruth.ground_truth_bank(k, n, snr=snr, seed=seed)
         ev = evaluate.evaluate(clf, bank.kernels, bank.merged)
@@ -110,7 +112,7 @@ def ground_truth_scores(ae: Autoencoder, intervals, seed: int = SELECTION_SEED, 
             "confusion": ev["confusion"].to_dict(orient="index"),
             "recall_by_angle": [{**r, "recall": round(r["recall"], 4)} for r in by_angle.to_dict("records")],
         }
-    random = {"normal": dog.random_kernels(k, 20_000, seed=7), "kaiming": dog.random_kernels(k, 20_000, seed=8, distribution="kaiming")}
+    random = {"normal": dog_bank.random_kernels(k, 20_000, seed=7), "kaiming": dog_bank.random_kernels(k, 20_000, seed=8, distribution="kaiming")}
     out["random_iid_clustered"] = {name: round(float(clf.predict(r)["clustered"].mean()), 5) for name, r in random.items()}
     return out
 
@@ -193,7 +195,7 @@ def build(k: int, overwrite: bool, db) -> Path:
         }
     report = ground_truth_scores(ae, intervals, snrs=(1.5, groundtruth.MODERATE_SNR, 6.0, np.inf))
     ae.provenance["evaluation"] = {
-        "selection": {"criterion": f"kernels_lib.groundtruth merged-class accuracy at SNR {groundtruth.MODERATE_SNR:g} "
+        "selection": {"criterion": f"kernels_lib.analysis.groundtruth merged-class accuracy at SNR {groundtruth.MODERATE_SNR:g} "
                                    f"(ground_truth_bank({k}, {SELECTION_N}, seed={SELECTION_SEED})), among candidates "
                                    f"clustering at most {RANDOM_MAX:.1%} of i.i.d. random kernels; the share of real "
                                    "kernels labelled is recorded but not used",

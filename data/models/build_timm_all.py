@@ -4,7 +4,7 @@
     .venv/bin/python data/models/build_timm_all.py --out my.yaml 'convnext*' 'mobilenetv4*'
 
 Each tag's model is built on the meta device (shapes only, no weights, no internet) and its
-depthwise kernels counted per size (kernels_lib.census); tags without any are left out. The
+depthwise kernels counted per size (kernels_lib.database.census); tags without any are left out. The
 file records the timm version it came from: after upgrading timm, run this again and commit.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kernels_lib import census
+from kernels_lib.database import census
 
 
 def main() -> None:

