@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import resource
@@ -49,7 +48,7 @@ from kernels_lib import paths, vocab
 from kernels_lib.method import search as S
 from kernels_lib.database import store
 from kernels_lib.analysis import synthetic
-from kernels_lib.fileio import atomic_write_text
+from kernels_lib.fileio import write_json
 from kernels_lib.preprocess import prepare
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -322,7 +321,7 @@ def main(argv=None) -> list[dict]:
         report = run_size(k, args)
         out = args.out_dir / (f"classify_synthetic_{k}x{k}.json" if args.synthetic else f"classify_{k}x{k}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+        write_json(out, report)
         print(f"wrote {out}")
         reports.append(report)
     return reports

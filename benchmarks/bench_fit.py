@@ -15,7 +15,6 @@ benchmarks/results/fit.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -25,7 +24,7 @@ import numpy as np
 
 from bench_classify import measure
 from kernels_lib.analysis import fit
-from kernels_lib.fileio import atomic_write_text
+from kernels_lib.fileio import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fit.json"
 KINDS = ("dog", "d1", "ridge", "saddle", "cross")
@@ -125,7 +124,7 @@ def main(argv=None) -> dict:
           f"on the shared {n_ref:,}: kinds equal {agree['kinds_equal']:.4f}, merged labels equal "
           f"{agree['merged_labels_equal']:.4f}, fast cosine within 0.001 of the reference or better "
           f"{agree['share_fast_within_0.001_of_reference_or_better']:.4f}")
-    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out} (max RSS {report['max_rss_mib']:.0f} MiB)")
     return report
 

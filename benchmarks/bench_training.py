@@ -95,7 +95,7 @@ def _time_to_clustered(run_dir: Path) -> dict | None:
 
 def main(argv=None) -> dict:
     from kernels_lib import training
-    from kernels_lib.fileio import atomic_write_text
+    from kernels_lib.fileio import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="*", default=sorted(training.DEFAULT_RUNS))
@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
               f"~{row['estimated_run_seconds'] / 60:5.1f} min/run", flush=True)
     report = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                           "load_average": os.getloadavg()}, "device": args.device, "results": results}
-    atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report, indent=1)
     print(f"wrote {args.out}")
     return report
 

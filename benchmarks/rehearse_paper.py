@@ -50,7 +50,7 @@ import yaml
 
 from kernels_lib.method import autoencoder, per_set
 from kernels_lib.database import census, store, zoo
-from kernels_lib.fileio import atomic_write, atomic_write_text
+from kernels_lib.fileio import atomic_write, atomic_write_text, write_json
 from kernels_lib.paths import BUILD_DIR, MODELS_DIR, REPO_ROOT
 from kernels_lib.sources.hub_cache import TIMM_INIT_NOTE, write_timm_init
 
@@ -365,7 +365,7 @@ def reestimate(path: Path, calibration: list[Path], probe: bool = False) -> int:
     record["estimate_full_set"] = estimate_full(points, full)
     if probe:
         record["estimate_full_set"]["notebook_05_probe"] = probe_training(full)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     print(f"wrote the estimate into {path}")
     return 0
 
@@ -431,7 +431,7 @@ def main(argv=None) -> int:
     }
     if args.subset and not args.no_estimate and run["notebooks"]:
         record["estimate_full_set"] = estimate_full([_as_point(record, entries)], set_quantities(entries))
-    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     print(f"wrote {args.out}")
     return run["returncode"]
 
