@@ -5,7 +5,8 @@ offline set has only ConvNeXtV2-tiny's random-init twin). `select_kernels` takes
 has instead and its `Selection` says which kernels they are, for the figure's title; `twins_of`
 and `model_pairs` find each trained model's random-init twin, the untrained control every
 claim stands beside. `kernels_of` fetches the weights of chosen rows from the database;
-`layer_samples` draws random kernels of chosen layers of a model (Figure 2). `kernel_page`
+`layer_samples` draws random kernels of chosen layers of a model (Figure 2), `gallery_digest` all that
+notebook 03 needs of one model, so that models are loaded one at a time. `kernel_page`
 picks the kernels an explorer shows: one model's weights, one kernel size, a layer and a class
 (notebook 14, `kernels_lib.explore`).
 """
@@ -18,7 +19,8 @@ import pandas as pd
 
 from ..database import store
 from ..errors import AnalysisError, did_you_mean
-from ..records import ConvLayer, depthwise_layers
+from ..records import depthwise_layers
+from ..sources.module import regular_layers
 from ..vocab import CLASS_ORDER, display_name, is_random_init, merge_class, name_list, random_init_mask
 
 
@@ -213,10 +215,38 @@ def layer_samples(layers, per_row: int = 8, max_rows: int = 6, seed: int = 0, pr
     return rows
 
 
-def large_depthwise_layers(layers_by_model: dict, min_size: int = 8) -> list[tuple[str, ConvLayer]]:
-    """(model, layer) of every depthwise layer with kernels of at least `min_size` (Figure 27)."""
-    return [(model, layer) for model, layers in layers_by_model.items() for layer in depthwise_layers(layers)
-            if max(layer.kernel_size) >= min_size]
+@dataclass(frozen=True)
+class GalleryDigest:
+    """What notebook 03's figures need of one model's layers (Figure 2's rows, the trained side of its
+    control, Figure 27's large kernels), drawn once so that the model's weights can be dropped: a set's
+    models are then loaded one at a time, and memory does not grow with the set."""
+
+    n_regular: int          # regular (groups=1) conv layers with kernels of at least 3×3
+    regular: list           # Figure 2 rows of those layers
+    depthwise: list         # Figure 2 rows of the depthwise layers
+    control: list           # twice as many depthwise rows, unlabelled: the trained side of the control
+    largest: int            # largest depthwise kernel side (0 without depthwise layers)
+    sizes: frozenset        # depthwise kernel sizes (kh, kw)
+    large: list             # one row per depthwise layer of at least `min_large` (Figure 27)
+    n_large: int            # kernels in those layers
+
+
+def gallery_digest(layers, name: str, per_row: int, rows: int, seed: int, min_large: int = 8) -> GalleryDigest:
+    """The `GalleryDigest` of one model's conv layers (`records.ConvLayer`), labelled with its `name`."""
+    regular = regular_layers(layers, min_size=3)
+    depthwise = depthwise_layers(layers)
+    large = [layer for layer in depthwise if max(layer.kernel_size) >= min_large]
+    return GalleryDigest(
+        n_regular=len(regular),
+        regular=layer_samples(regular, per_row, rows, seed, prefix=f"{name}\n",
+                              first_is_stem=bool(regular) and regular[0] is layers[0]),
+        depthwise=layer_samples(depthwise, per_row, rows, seed, prefix=f"{name}\n"),
+        control=layer_samples(depthwise, per_row, 2 * rows, seed),
+        largest=max((max(layer.kernel_size) for layer in depthwise), default=0),
+        sizes=frozenset(layer.kernel_size for layer in depthwise),
+        large=[(f"{name}\n{layer.name} ({layer.kernel_size[0]}×{layer.kernel_size[1]})", kernels)
+               for layer in large for _, kernels in layer_samples([layer], per_row, 1, seed)],
+        n_large=sum(layer.out_channels for layer in large))
 
 
 def entry_pairs(model_set) -> list[tuple]:
@@ -225,14 +255,12 @@ def entry_pairs(model_set) -> list[tuple]:
     return [(e, twins.get(e.model)) for e in model_set.entries if e.seed is None]
 
 
-def control_pair(model_set, layers_by_id: dict):
-    """(trained entry, twin entry) of the model with the largest depthwise kernels among those that
-    have a random-init twin and whose layers were loaded (`layers_by_id`: entry id → layers); None if none."""
-    pairs = [(e, twin) for e, twin in entry_pairs(model_set)
-             if twin is not None and depthwise_layers(layers_by_id.get(e.id, []))]
-    if not pairs:
-        return None
-    return max(pairs, key=lambda p: max(max(layer.kernel_size) for layer in depthwise_layers(layers_by_id[p[0].id])))
+def control_pair(model_set, largest_by_id: dict):
+    """(trained entry, twin entry) of the model with the largest depthwise kernels among those that have a
+    random-init twin and whose layers were read (`largest_by_id`: entry id → largest depthwise kernel side,
+    0 without depthwise layers); None if none."""
+    pairs = [(e, twin) for e, twin in entry_pairs(model_set) if twin is not None and largest_by_id.get(e.id)]
+    return max(pairs, key=lambda p: largest_by_id[p[0].id]) if pairs else None
 
 
 def read_selection(db, kernel_size: int, weights: str = "trained") -> tuple[Selection, pd.DataFrame, np.ndarray]:
