@@ -60,3 +60,26 @@ def test_timm_pretrained_loads_from_local_hub_cache(tmp_path):
         assert torch.equal(loaded[key], tensor), key
     # A tag missing from the local cache must say so, not fall back to random weights.
     assert "UNAVAILABLE" in result.stdout and "tf_efficientnet_lite1.in1k" in result.stdout
+
+
+def test_a_matching_cached_file_is_read_into_the_model_once(tmp_path):
+    """The one-copy path: a safetensors file that matches the architecture key for key is assigned to a model
+    built on the meta device; the weights are the file's. A file that needs timm's key filter is left to timm."""
+    from kernels_lib.sources.timm_source import load_cached_once
+
+    model = timm.create_model("tf_efficientnet_lite0.in1k", pretrained=False)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(weights, path)
+    loaded = load_cached_once("tf_efficientnet_lite0.in1k", path)
+    assert loaded is not None and not loaded.training
+    assert all(not t.is_meta for t in loaded.state_dict().values())
+    for key, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, weights[key]), key
+
+    renamed = {("module." + k): v for k, v in weights.items()}      # what a filter_fn would have to undo
+    safetensors.torch.save_file(renamed, tmp_path / "renamed.safetensors")
+    assert load_cached_once("tf_efficientnet_lite0.in1k", tmp_path / "renamed.safetensors") is None
+    halved = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+    safetensors.torch.save_file(halved, tmp_path / "half.safetensors")
+    assert load_cached_once("tf_efficientnet_lite0.in1k", tmp_path / "half.safetensors") is None

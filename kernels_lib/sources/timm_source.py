@@ -6,7 +6,10 @@ the file up in the cache ourselves, because the hub client, when the hub is unre
 each candidate file for about 25 s before it gives up. So:
 
 - file in the cache: loaded from there with the hub client held offline (no network, no
-  update check; delete the cached file to force a fresh download);
+  update check; delete the cached file to force a fresh download). A safetensors file whose
+  tensors match the architecture one to one is read straight into a model built on the meta
+  device (`load_cached_once`), so the weights are in memory once, not twice (random init plus
+  the loaded copy); anything else (a key filter, a dtype change) goes through timm's loader;
 - not cached and HF_HUB_OFFLINE set (read when called, not only at import): WeightsUnavailableError at once;
 - not cached otherwise: one quick reachability check of the hub endpoint, then timm's download,
   or WeightsUnavailableError if the hub cannot be reached.
@@ -21,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import huggingface_hub
+import safetensors.torch
 import timm
 import torch
 from huggingface_hub import constants as hf_constants
@@ -206,6 +210,26 @@ def _unavailable(weights: _Weights, cache_dir: Path, why: str) -> WeightsUnavail
     )
 
 
+def load_cached_once(full_name: str, path: Path) -> nn.Module | None:
+    """The timm model `full_name` with the weights of the cached safetensors file `path`, held in memory once:
+    built on the meta device (no random init) and given the file's tensors (`assign=True`). None when the
+    file does not match the architecture one to one (same keys, shapes, dtypes, nothing left on meta): then
+    timm's own loader, which may filter or adapt keys, is the right path."""
+    if path.suffix != ".safetensors":
+        return None
+    with torch.device("meta"):
+        model = timm.create_model(full_name, pretrained=False)
+    expected = model.state_dict()
+    state = safetensors.torch.load_file(path)
+    if state.keys() != expected.keys() or any(
+            state[k].shape != v.shape or state[k].dtype != v.dtype for k, v in expected.items()):
+        return None
+    model.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):   # a non-persistent buffer
+        return None
+    return model.eval()
+
+
 def create_timm_model(name: str, pretrained: bool = True, seed: int | None = None) -> nn.Module:
     """A timm model in eval mode; `name` may carry a pretrained tag ("convnextv2_tiny.fcmae_ft_in1k").
 
@@ -227,6 +251,9 @@ def create_timm_model(name: str, pretrained: bool = True, seed: int | None = Non
     cached = _cached_file(weights, cache_dir)
     if cached is not None:
         try:
+            model = load_cached_once(full_name, cached)
+            if model is not None:
+                return model
             with _hub_offline():
                 return timm.create_model(full_name, pretrained=True, **hub_kwargs).eval()
         except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
