@@ -66,3 +66,10 @@ def test_jsonable_refuses_to_fake_an_undefined_number():
     assert jsonable({"a": np.float32(0.5), "p": REPO_ROOT / "data", "n": None}) == {"a": 0.5, "p": "data", "n": None}
     with pytest.raises(ValueError, match="None for an undefined"):
         jsonable({"x": float("nan")})
+
+
+def test_jsonable_drops_float_noise_but_keeps_what_a_reader_uses():
+    noisy = 0.1 + 0.2                       # 0.30000000000000004: the summation-order noise of a median
+    assert jsonable(noisy) == jsonable(0.3) == 0.3
+    assert jsonable(123456.789012345) == 123456.789012
+    assert jsonable(1e-20) == 1e-20 and jsonable(2) == 2 and isinstance(jsonable(2), int)

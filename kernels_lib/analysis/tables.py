@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
-from ..fileio import atomic_write, atomic_write_text
+from ..fileio import SIGNIFICANT_DIGITS, atomic_write, atomic_write_text
 from ..vocab import AUTOENCODER, DEGENERATE, UNCLUSTERED, is_random_init, order_classes, random_init_mask
 
 #: Proportion columns that are not clusters: the paper's bars leave them out, so bars do not reach 1.
@@ -286,8 +286,10 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 
 
 def save_table(df: pd.DataFrame, name: str, output_dir: Path | str, floatfmt: str = ".2f") -> dict:
-    """Write a table as `<output_dir>/tables/<name>.csv` and `.md` (atomically); returns both paths."""
+    """Write a table as `<output_dir>/tables/<name>.csv` (floats to `fileio.SIGNIFICANT_DIGITS`, so float noise
+    does not change the bytes) and `.md` (atomically); returns both paths."""
     tables = Path(output_dir) / "tables"
-    csv = atomic_write(tables / f"{name}.csv", lambda tmp: df.to_csv(tmp, index=False))
+    csv = atomic_write(tables / f"{name}.csv",
+                       lambda tmp: df.to_csv(tmp, index=False, float_format=f"%.{SIGNIFICANT_DIGITS}g"))
     md = atomic_write_text(tables / f"{name}.md", markdown_table(df, floatfmt))
     return {"csv": str(csv), "md": str(md)}
