@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import CorruptFileError, MissingFileError, UnsupportedFormatError
+from ..errors import CorruptFileError, MissingFileError, UnknownModelError, UnsupportedFormatError
 from ..records import ConvLayer
 from .by_shape import LAYOUTS
 from .files import ORDERS, Reading, format_hint
@@ -115,6 +115,19 @@ def _model_name(path: Path) -> str:
     return path.parent.name if stem == "model" and path.suffix.lower() == ".json" and path.parent.name else stem
 
 
+def _unknown_suffix(text: str, exc: UnknownModelError) -> None:
+    """"README.md" is neither a file here nor a timm name: say that the file type is unknown
+    (UnsupportedFormatError) rather than that timm has no model "README"."""
+    from timm.models import is_model, split_model_name_tag
+
+    suffix = Path(text).suffix
+    if suffix and not is_model(split_model_name_tag(text)[0]):
+        raise UnsupportedFormatError(
+            f"{text}: unknown file type {suffix!r} (and no such file here); weights files end in "
+            f"{', '.join(sorted(READERS))}, and a timm name is an architecture with an optional tag, "
+            "e.g. 'convnextv2_tiny.fcmae_ft_in1k'") from exc
+
+
 def _check_finite(path: Path, layers) -> None:
     """A NaN or inf in a stored conv weight means a damaged file (or a diverged model): never let it through."""
     for layer in layers:
@@ -172,5 +185,9 @@ def load_layers(source, *, model=None, layout: str | None = None) -> LoadedLayer
     from .module import conv_layers
     from .timm_source import create_timm_model, resolve_timm_name, split_model_name_tag
 
-    arch, tag = split_model_name_tag(resolve_timm_name(text))
+    try:
+        arch, tag = split_model_name_tag(resolve_timm_name(text))
+    except UnknownModelError as exc:
+        _unknown_suffix(text, exc)
+        raise
     return LoadedLayers(tuple(conv_layers(create_timm_model(text))), arch, tag, "timm", "network")
