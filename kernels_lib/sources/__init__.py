@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import CorruptFileError, MissingFileError, UnknownModelError, UnsupportedFormatError
-from ..records import ConvLayer
+from ..errors import CorruptFileError, MissingFileError, NoDepthwiseError, UnknownModelError, UnsupportedFormatError
+from ..records import ConvLayer, kernel_table
 from .by_shape import LAYOUTS
 from .files import ORDERS, Reading, format_hint
 
@@ -191,3 +191,32 @@ def load_layers(source, *, model=None, layout: str | None = None) -> LoadedLayer
         _unknown_suffix(text, exc)
         raise
     return LoadedLayers(tuple(conv_layers(create_timm_model(text))), arch, tag, "timm", "network")
+
+
+def load_kernels(source, name: str | None = None, *, model=None, layout: str | None = None):
+    """(kernel table, `LoadedLayers`) of `source` (see `load_layers`): one row per depthwise kernel,
+    the model named `name` or the source's own name (a file's stem, a timm architecture). A source
+    without depthwise kernels is NoDepthwiseError saying what the reader saw."""
+    loaded = load_layers(source, model=model, layout=layout)
+    try:
+        return kernel_table(list(loaded.layers), model=name or loaded.name, weights_tag=loaded.weights_tag,
+                            source=loaded.source, layer_order=loaded.order), loaded
+    except NoDepthwiseError as exc:
+        where = "" if loaded.source in ("module", "timm") else f"{source}: "
+        seen = f". What the reader saw: {'; '.join(loaded.notes)}" if loaded.notes else ""
+        raise NoDepthwiseError(f"{where}{exc}{seen}") from exc
+
+
+def twin_layers(loaded: LoadedLayers, seed: int) -> tuple[list[ConvLayer], str]:
+    """The random-init twin of loaded layers, as model sets make it (`kernels_lib.database.zoo`), and
+    how it was drawn: a timm model's own initialisation of its architecture, seeded; any other
+    source's layers redrawn as PyTorch's default `nn.Conv2d` init (`twins.reinit_layers`)."""
+    from .module import conv_layers
+    from .twins import reinit_layers
+
+    if loaded.source == "timm":
+        from .timm_source import create_timm_model
+
+        return (conv_layers(create_timm_model(loaded.name, pretrained=False, seed=seed)),
+                f"timm's initialisation of {loaded.name}, seed {seed}")
+    return reinit_layers(list(loaded.layers), seed), f"PyTorch's default Conv2d initialisation, seed {seed}"
