@@ -60,6 +60,7 @@ def test_unknown_file_suffix_is_named_not_taken_for_a_timm_name(tmp_path, monkey
     assert ".safetensors" in str(err.value) and ".onnx" in str(err.value) and "timm" not in str(err.value)[:40]
 
 
+@pytest.mark.slow
 def test_a_file_model_is_named_by_its_stem_once(tmp_path):
     from safetensors.torch import save_file
 

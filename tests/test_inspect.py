@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 from keras_layouts import _model_config, depthwise_reference, mobilenetv2_layers, write_tfjs
 
@@ -49,6 +48,7 @@ def _check_3x3_file(out, name, reference):
     _check_page(out / f"{name}.html", graphs=1, galleries=1)
 
 
+@pytest.mark.slow
 def test_inspect_a_keras_h5(keras_inspection):
     run = keras_inspection
     assert run.status == 0
@@ -59,6 +59,7 @@ def test_inspect_a_keras_h5(keras_inspection):
     assert "clustered (reference autoencoders" not in run.stdout      # 3×3 only: shares, never a % clustered
 
 
+@pytest.mark.slow
 def test_inspect_a_tfjs_model_json(tmp_path, capsys):
     layers = mobilenetv2_layers(seed=3)
     weights = [(f"{name}/{w}", array, "float32") for name, _, _, arrays in layers for w, array in arrays.items()]
