@@ -117,3 +117,17 @@ def test_inspect_bad_source_is_one_clear_error(tmp_path, monkeypatch, capsys, so
     err = capsys.readouterr().err
     assert err.startswith("kernels_lib inspect: error:") and message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []                                 # nothing written
+
+
+def test_sizes_without_a_classifier_are_left_out_and_said(tmp_path):
+    from torch import nn
+
+    from kernels_lib.errors import AnalysisError
+    from kernels_lib.publish import report
+
+    net = nn.Sequential(nn.Conv2d(12, 12, 9, groups=12), nn.Conv2d(12, 12, 3, groups=12))
+    found = report.inspect_source(net, tmp_path, seed=2, progress=False)
+    assert sorted(found.results["kh"].unique()) == [3] and len(found.results) == 2 * 12
+    assert any(note.startswith("left out: 24 9×9 kernels") for note in found.notes)     # trained and twin
+    with pytest.raises(AnalysisError, match="no 3×3, 5×5 or 7×7 depthwise kernels"):
+        report.inspect_source(nn.Sequential(nn.Conv2d(4, 4, 9, groups=4)), tmp_path, progress=False)

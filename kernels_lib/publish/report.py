@@ -158,7 +158,7 @@ def _size_section(inspection: Inspection, explorer: KernelExplorer, k: int, per_
            "template; k-means assigns every kernel, so there is no % clustered)" if k == 3 else
            f"the reference {k}×{k} autoencoder, clustered where 1 − cos < {PAPER_THRESHOLDS[k]}")
     out = [f"<h2>{k}×{k} kernels</h2>", f"<p>Classified by {html.escape(how)}.</p>",
-           tables.model_comparison(inspection.results, k).rename(columns=display_name)
+           tables.model_comparison(inspection.results, k).rename(columns=display_name).rename_axis(index=None)
            .to_html(float_format=lambda v: f"{100 * v:.1f}%", classes="shares")]
     for pair in selection.model_pairs(inspection.results, k):
         bars = explorer.layer_bars(pair.model, k, [t for t in (pair.weights_tag, pair.twin_tag) if t])
