@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .errors import NoDepthwiseError
-from .records import kernel_table
-from .sources import load_layers
+from .sources import load_kernels
 
 
 def extract_kernels(source, name: str | None = None, model=None, layout: str | None = None) -> pd.DataFrame:
@@ -28,14 +26,7 @@ def extract_kernels(source, name: str | None = None, model=None, layout: str | N
     strides and dilations; `layout` ("torch"/"tf") overrides the layout detected for bare weights.
     See `sources.load_layers` for the layer order and notes of a source.
     """
-    loaded = load_layers(source, model=model, layout=layout)
-    try:
-        return kernel_table(list(loaded.layers), model=name or loaded.name, weights_tag=loaded.weights_tag,
-                            source=loaded.source, layer_order=loaded.order)
-    except NoDepthwiseError as exc:
-        where = "" if loaded.source in ("module", "timm") else f"{source}: "
-        seen = f". What the reader saw: {'; '.join(loaded.notes)}" if loaded.notes else ""
-        raise NoDepthwiseError(f"{where}{exc}{seen}") from exc
+    return load_kernels(source, name, model=model, layout=layout)[0]
 
 
 def classify_kernels(kernels, **options) -> pd.DataFrame:

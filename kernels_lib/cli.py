@@ -250,6 +250,37 @@ def run_classify(args) -> int:
     return 0
 
 
+def add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="classify the depthwise kernels of one model file, timm name or model set "
+                                       "and write an HTML report",
+                       description="Extract the depthwise kernels of SOURCE and of its random-init twin, classify "
+                                   "them (5×5/7×7: reference autoencoders under the paper's thresholds; 3×3: "
+                                   "k-means), print %% clustered and class shares per kernel size, and write "
+                                   "OUT/NAME.html (one self-contained page: per-layer bars, class galleries) and "
+                                   "OUT/NAME.parquet (one row per kernel: weights and labels).")
+    p.add_argument("source", metavar="SOURCE",
+                   help="a weights file (.pth .pt .bin .ckpt .safetensors .onnx .tflite .keras .h5 .hdf5, a TF.js "
+                        "model.json or its folder), a timm name (arch.tag) or a model-set .yaml")
+    p.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: here)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-init twin (default 0)")
+    p.add_argument("--no-twin", action="store_true", help="no random-init twin (the report then has no control)")
+    p.add_argument("--layout", choices=["torch", "tf"], help="layout of bare weights when detection guesses wrong")
+    p.add_argument("--per-class", type=int, default=8, metavar="N", help="kernels per class in the galleries")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_inspect)
+
+
+def run_inspect(args) -> int:
+    from .publish import report
+
+    found = report.inspect_source(args.source, args.out, seed=None if args.no_twin else args.seed,
+                                  layout=args.layout, progress=not args.no_progress)
+    print(report.summary_text(found))
+    for what, path in report.write_report(found, args.out, args.per_class, progress=not args.no_progress).items():
+        print(f"{what} -> {path}")
+    return 0
+
+
 def add_figures(sub) -> None:
     from .publish import notebooks
 
@@ -262,7 +293,7 @@ def add_figures(sub) -> None:
 
 
 #: Sub-command registrars, in the order `--help` lists them; each adds a sub-parser with `func`.
-COMMANDS = [add_extract, add_list, add_train, add_label, add_classify, add_figures]
+COMMANDS = [add_extract, add_list, add_train, add_label, add_classify, add_inspect, add_figures]
 
 
 def build_parser() -> argparse.ArgumentParser:

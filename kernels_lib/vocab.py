@@ -258,6 +258,12 @@ def is_random_init(weights_tag) -> bool:
     return str(weights_tag).startswith(RANDOM_INIT_PREFIX)
 
 
+def model_label(model: str, weights_tag: str) -> str:
+    """How a model's weights are named to a reader: "arch.tag" for a timm tag, but a file's model alone
+    ("mnv2", not "mnv2.mnv2.onnx"): its weights tag is the file's name, which repeats the stem."""
+    return model if str(weights_tag).startswith(f"{model}.") else f"{model}.{weights_tag}"
+
+
 def random_init_mask(weights_tags) -> np.ndarray:
     """`is_random_init` of a whole column at once."""
     return pd.Series(weights_tags, dtype=object).astype(str).str.startswith(RANDOM_INIT_PREFIX).to_numpy()

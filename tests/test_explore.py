@@ -108,3 +108,19 @@ def test_widget_follows_its_controls(reference_classification, smoke_db):
     assert explorer.current_figure is not None
     with pytest.raises(AnalysisError, match="class_col"):
         explore.KernelExplorer(table, smoke_db / "smoke", class_col="fine")
+
+
+def test_trained_table_finds_a_models_trained_kernels_and_its_twin(smoke_db, tmp_path):
+    db = smoke_db / "smoke"
+    trained, twin = selection.trained_table(db, "face_detection_short_range")
+    assert set(trained["weights_tag"]) == {"mediapipe==0.10.21"} and set(twin["weights_tag"]) == {"random-init-seed0"}
+    assert trained[["layer", "channel"]].values.tolist() == twin[["layer", "channel"]].values.tolist()
+    trained, twin = selection.trained_table(db, "mobilenetv2_100")     # the smoke set keeps no twin of it
+    assert set(trained["model"]) == {"mobilenetv2_100"} and twin is None
+    counts = store.read_kernels(db, columns=["model", "weights_tag"])
+    counts = counts[~vocab.random_init_mask(counts["weights_tag"])]["model"].value_counts()
+    largest, _ = selection.trained_table(db)                            # no name: the largest trained model
+    assert set(largest["model"]) == {counts.idxmax()} and len(largest) == counts.max()
+    assert selection.trained_table(db, "convnextv2_atto") == (None, None)      # only its twin is in the set
+    assert selection.trained_table(db, "not_in_the_set") == (None, None)
+    assert selection.trained_table(tmp_path / "no_db", "mobilenetv2_100") == (None, None)

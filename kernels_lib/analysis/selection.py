@@ -5,14 +5,20 @@ offline set has only ConvNeXtV2-tiny's random-init twin). `select_kernels` takes
 has instead and its `Selection` says which kernels they are, for the figure's title; `twins_of`
 and `model_pairs` find each trained model's random-init twin, the untrained control every
 claim stands beside. `kernels_of` fetches the weights of chosen rows from the database;
+<<<<<<< HEAD
 `layer_samples` draws random kernels of chosen layers of a model (Figure 2), `gallery_digest` all that
 notebook 03 needs of one model, so that models are loaded one at a time. `kernel_page`
+=======
+`layer_samples` draws random kernels of chosen layers of a model (Figure 2); `trained_table`
+finds a model's trained and twin kernels in a set's database (Figure 20). `kernel_page`
+>>>>>>> inspect
 picks the kernels an explorer shows: one model's weights, one kernel size, a layer and a class
 (notebook 14, `kernels_lib.explore`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -261,6 +267,29 @@ def control_pair(model_set, largest_by_id: dict):
     0 without depthwise layers); None if none."""
     pairs = [(e, twin) for e, twin in entry_pairs(model_set) if twin is not None and largest_by_id.get(e.id)]
     return max(pairs, key=lambda p: largest_by_id[p[0].id]) if pairs else None
+
+
+def trained_table(db, name: str | None = None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(trained kernels, random-init twin's kernels) of model `name` in the kernel database folder `db`
+    (notebook 22). name None: the set's trained model with the most depthwise kernels. The trained
+    kernels are None when the folder, the model or its trained weights are absent (the caller then
+    falls back to another model); the twin's when the set keeps none. A model with several trained
+    weights gives the first by tag."""
+    db = Path(db)
+    if not db.is_dir():
+        return None, None
+    if name is None:
+        models = store.read_kernels(db, columns=["model", "weights_tag"])
+        models = models[~random_init_mask(models["weights_tag"])]
+        if models.empty:
+            return None, None
+        name = models["model"].value_counts().idxmax()
+    table = store.read_kernels(db, models=[name])
+    twin = random_init_mask(table["weights_tag"])
+    tags = sorted(table.loc[~twin, "weights_tag"].unique())
+    if not tags:
+        return None, None
+    return table[table["weights_tag"] == tags[0]], (table[twin] if twin.any() else None)
 
 
 def read_selection(db, kernel_size: int, weights: str = "trained") -> tuple[Selection, pd.DataFrame, np.ndarray]:

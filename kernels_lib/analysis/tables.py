@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..errors import AnalysisError
 from ..fileio import SIGNIFICANT_DIGITS, atomic_write, atomic_write_text
-from ..vocab import AUTOENCODER, DEGENERATE, UNCLUSTERED, is_random_init, order_classes, random_init_mask
+from ..vocab import (AUTOENCODER, DEGENERATE, UNCLUSTERED, is_random_init, model_label, order_classes,
+                     random_init_mask)
 
 #: Proportion columns that are not clusters: the paper's bars leave them out, so bars do not reach 1.
 NOT_CLUSTERED = (UNCLUSTERED, DEGENERATE)
@@ -169,16 +170,27 @@ def class_counts(rows: pd.DataFrame, class_col: str = "merged") -> pd.Series:
     return counts[order_classes(counts.index)].rename("kernels").rename_axis(class_col)
 
 
+def model_keys(rows: pd.DataFrame) -> dict:
+    """{(model, weights tag): its row name}: `vocab.model_label` ("arch.tag", or a file's stem alone),
+    unless two weights of the rows would share a name (mnv2.onnx and mnv2.tflite): those keep "model.tag"."""
+    pairs = rows[["model", "weights_tag"]].drop_duplicates()
+    short = {(m, t): model_label(m, t) for m, t in zip(pairs["model"], pairs["weights_tag"])}
+    taken = pd.Series(list(short.values())).value_counts()
+    return {(m, t): name if taken[name] == 1 else f"{m}.{t}" for (m, t), name in short.items()}
+
+
 def model_proportions(results: pd.DataFrame, kernel_size: int | None = None, class_col: str = "merged",
                       clustering: str = AUTOENCODER) -> pd.DataFrame:
-    """Figures 11/28: per model ("model.weights_tag" rows), the share of each class among all its kernels.
+    """Figures 11/28: per model (rows named by `model_keys`), the share of each class among all its kernels.
 
     With clustering="kmeans" (3×3 kernels) these are the cluster shares of Appendix N's k-means.
     """
     sub = _select(results, clustering, kernel_size)
     if sub.empty:
         raise AnalysisError(f"no {clustering} rows of size {kernel_size} in the results")
-    return _shares((sub["model"] + "." + sub["weights_tag"]).rename("model"), sub[class_col])
+    keys = model_keys(sub)
+    names = pd.Series([keys[pair] for pair in zip(sub["model"], sub["weights_tag"])], index=sub.index, name="model")
+    return _shares(names, sub[class_col])
 
 
 def paper_bars(props: pd.DataFrame) -> pd.DataFrame:
@@ -196,9 +208,10 @@ def model_comparison(results: pd.DataFrame, kernel_size: int, class_col: str = "
     props = model_proportions(rows, kernel_size=kernel_size, class_col=class_col, clustering=clustering)
     pairs = rows[["model", "weights_tag"]].drop_duplicates()
     tags_per_model = pairs[~random_init_mask(pairs["weights_tag"])].groupby("model").size()
+    keys = model_keys(pairs)
     order, names = [], []
     for model, tag in sorted(zip(pairs["model"], pairs["weights_tag"]), key=lambda mt: (mt[0], is_random_init(mt[1]), mt[1])):
-        order.append(f"{model}.{tag}")
+        order.append(keys[model, tag])
         if is_random_init(tag):
             names.append(f"{model} (random init)")
         else:

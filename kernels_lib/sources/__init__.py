@@ -26,8 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import CorruptFileError, MissingFileError, UnsupportedFormatError
-from ..records import ConvLayer
+from ..errors import CorruptFileError, MissingFileError, NoDepthwiseError, UnknownModelError, UnsupportedFormatError
+from ..records import ConvLayer, kernel_table
 from .by_shape import LAYOUTS
 from .files import ORDERS, Reading, format_hint
 
@@ -115,6 +115,19 @@ def _model_name(path: Path) -> str:
     return path.parent.name if stem == "model" and path.suffix.lower() == ".json" and path.parent.name else stem
 
 
+def _unknown_suffix(text: str, exc: UnknownModelError) -> None:
+    """"README.md" is neither a file here nor a timm name: say that the file type is unknown
+    (UnsupportedFormatError) rather than that timm has no model "README"."""
+    from timm.models import is_model, split_model_name_tag
+
+    suffix = Path(text).suffix
+    if suffix and not is_model(split_model_name_tag(text)[0]):
+        raise UnsupportedFormatError(
+            f"{text}: unknown file type {suffix!r} (and no such file here); weights files end in "
+            f"{', '.join(sorted(READERS))}, and a timm name is an architecture with an optional tag, "
+            "e.g. 'convnextv2_tiny.fcmae_ft_in1k'") from exc
+
+
 def _check_finite(path: Path, layers) -> None:
     """A NaN or inf in a stored conv weight means a damaged file (or a diverged model): never let it through."""
     for layer in layers:
@@ -172,5 +185,38 @@ def load_layers(source, *, model=None, layout: str | None = None) -> LoadedLayer
     from .module import conv_layers
     from .timm_source import create_timm_model, resolve_timm_name, split_model_name_tag
 
-    arch, tag = split_model_name_tag(resolve_timm_name(text))
+    try:
+        arch, tag = split_model_name_tag(resolve_timm_name(text))
+    except UnknownModelError as exc:
+        _unknown_suffix(text, exc)
+        raise
     return LoadedLayers(tuple(conv_layers(create_timm_model(text))), arch, tag, "timm", "network")
+
+
+def load_kernels(source, name: str | None = None, *, model=None, layout: str | None = None):
+    """(kernel table, `LoadedLayers`) of `source` (see `load_layers`): one row per depthwise kernel,
+    the model named `name` or the source's own name (a file's stem, a timm architecture). A source
+    without depthwise kernels is NoDepthwiseError saying what the reader saw."""
+    loaded = load_layers(source, model=model, layout=layout)
+    try:
+        return kernel_table(list(loaded.layers), model=name or loaded.name, weights_tag=loaded.weights_tag,
+                            source=loaded.source, layer_order=loaded.order), loaded
+    except NoDepthwiseError as exc:
+        where = "" if loaded.source in ("module", "timm") else f"{source}: "
+        seen = f". What the reader saw: {'; '.join(loaded.notes)}" if loaded.notes else ""
+        raise NoDepthwiseError(f"{where}{exc}{seen}") from exc
+
+
+def twin_layers(loaded: LoadedLayers, seed: int) -> tuple[list[ConvLayer], str]:
+    """The random-init twin of loaded layers, as model sets make it (`kernels_lib.database.zoo`), and
+    how it was drawn: a timm model's own initialisation of its architecture, seeded; any other
+    source's layers redrawn as PyTorch's default `nn.Conv2d` init (`twins.reinit_layers`)."""
+    from .module import conv_layers
+    from .twins import reinit_layers
+
+    if loaded.source == "timm":
+        from .timm_source import create_timm_model
+
+        return (conv_layers(create_timm_model(loaded.name, pretrained=False, seed=seed)),
+                f"timm's initialisation of {loaded.name}, seed {seed}")
+    return reinit_layers(list(loaded.layers), seed), f"PyTorch's default Conv2d initialisation, seed {seed}"
