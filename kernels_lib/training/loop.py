@@ -236,6 +236,12 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
     return factor
 
 
+def integrated_weight_decay(config: TrainConfig, steps_per_epoch: int) -> float:
+    """Σ lr·wd over the run's steps: AdamW shrinks every weight by about exp(−Σ lr·wd) in all."""
+    factor = _schedule(config, steps_per_epoch)
+    return config.lr * config.weight_decay * sum(factor(step) for step in range(config.epochs * steps_per_epoch))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data, device, batch_size: int = 256, memory_format=torch.contiguous_format,
              place: distributed.Place | None = None) -> dict:
