@@ -1,6 +1,8 @@
 """Issue 18's factorial at GPU scale: data × AdamW weight decay × seed, the same DepthwiseNet and steps in
 every cell; per run the kernels' % clustered, class shares, first-derivative share and median template
-cosine (`training.clustering_summary`), trained and at initialisation (the random-init twin, the control).
+cosine (`training.clustering_summary`), trained and at initialisation (the random-init twin, the control),
+and how much the net uses its depthwise kernels (`training.ablation.depthwise_ablation`: validation accuracy
+with them replaced by the identity or reset to their initialisation).
 
     python benchmarks/gpu_training_study.py                 # one GPU: 3 data × 5 weight decays × 2 seeds
     python benchmarks/gpu_training_study.py --tiny          # CPU, tiny settings, seconds (tests/test_gpu_study.py)
@@ -35,6 +37,7 @@ import torch
 from kernels_lib import training
 from kernels_lib.fileio import write_json
 from kernels_lib.training import distributed
+from kernels_lib.training.ablation import depthwise_ablation
 from kernels_lib.training.datasets import DatasetUnavailableError, training_data
 from kernels_lib.training.loop import integrated_weight_decay
 from kernels_lib.training.photos import SKIMAGE_KEYS
@@ -88,11 +91,13 @@ def run_cell(data_name: str, data, weight_decay: float, seed: int, scale: dict, 
     last = result.history[-1]
     steps_per_epoch = math.ceil(data.crops_per_epoch / config.batch_size)
     k = scale["kernel_size"]
+    ablated = depthwise_ablation(result, data, recalibration_batches=20, device=str(next(result.model.parameters()).device))
     return {"data": data_name, "weight_decay": weight_decay, "seed": seed, "lr": config.lr,
             "integrated_weight_decay": round(integrated_weight_decay(config, steps_per_epoch), 4),
             "val_accuracy": last["val_accuracy"], "train_loss": last["train_loss"],
             "trained": measures(result.snapshots[-1].clustering, k),
             "random_init": measures(result.snapshots[0].clustering, k),
+            "depthwise_ablation": {key: ablated[key] for key in ("majority_share", "accuracy", "accuracy_recalibrated")},
             "seconds": round(seconds, 2), "training_images_per_second": round(
                 config.epochs * data.crops_per_epoch / sum(h.get("train_seconds", 0.0) for h in result.history), 1)}
 
@@ -122,7 +127,9 @@ def main(argv=None) -> dict:
                           "load_average_start": os.getloadavg()},
               "runs": [], "complete": False}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
+    # one process group for all the runs (each `train` would otherwise join and leave one of its own)
+    with tempfile.TemporaryDirectory() as scratch, distributed.process_group(
+            place, distributed.device_for(torch.device(device), place)):
         work = args.work_dir or Path(scratch)
         for data_name, data in loaded.items():
             for weight_decay in args.weight_decays:

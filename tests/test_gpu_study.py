@@ -37,7 +37,8 @@ def test_the_tiny_study_writes_every_cell_with_its_measures(study, tmp_path):
             assert 0.0 <= m["clustered"] <= 1.0 and sum(m["shares"].values()) == pytest.approx(1.0, abs=1e-3)
             assert m["first_derivative_share"] == m["shares"].get("1st-derivative", 0.0)
             assert -1.0 <= m["template_cosine_median"] <= 1.0
-        assert 0.0 <= row["val_accuracy"] <= 1.0
+        assert 0.0 <= row["val_accuracy"] <= 1.0 and row["depthwise_ablation"]["accuracy"]["trained"] == row["val_accuracy"]
+        assert set(row["depthwise_ablation"]["accuracy_recalibrated"]) == {"trained", "identity", "initialisation"}
         assert (row["integrated_weight_decay"] == 0.0) == (row["weight_decay"] == 0.0)
     # the two data sets start from the same seeded network: their random-init twins are the same kernels
     assert written["runs"][0]["random_init"] == written["runs"][2]["random_init"]
