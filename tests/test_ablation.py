@@ -2,6 +2,8 @@
 left alone, and the trained accuracy is the one the training loop recorded."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -61,3 +63,9 @@ def test_the_ablation_reports_each_variant_and_the_trained_accuracy_the_loop_rec
         assert set(record[key]) == set(ablation.VARIANTS) and all(0 <= v <= 1 for v in record[key].values())
     again = ablation.depthwise_ablation(run.run_dir, recalibration_batches=0)
     assert again["accuracy"] == record["accuracy"] and set(again["accuracy_recalibrated"].values()) == {None}
+
+
+def test_the_command_prints_one_json_line_per_run(run, capsys):
+    assert ablation.main([str(run.run_dir), "--recalibration-batches", "0"]) == 0
+    line, = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == ablation.depthwise_ablation(run.run_dir, recalibration_batches=0)

@@ -7,8 +7,12 @@ plus its trained bias); and with every depthwise kernel reset to the run's own i
 weights it started from). Everything else keeps its trained weights. A kernel swap shifts the statistics
 the batch norms after it learned, which alone could cost accuracy; so each variant is also measured with
 the batch norms' running statistics recomputed on training batches (`recalibration_batches`, never
-validation data). Accuracy near the trained one under the identity means the task barely needs spatial
-filtering; the majority-class share of the validation set is the floor to read them against.
+validation data). Accuracy near the trained one under the identity means the net barely relies on its
+spatial filtering; the majority-class share of the validation set is the floor to read them against. This
+measures what a trained net relies on, not what the task needs: a net trained with fixed kernels may do
+without them (issue 18, item 3).
+
+    python -m kernels_lib.training.ablation data/training/kaiming-7x7 data/training/iid-7x7
 """
 from __future__ import annotations
 
@@ -92,3 +96,21 @@ def depthwise_ablation(run, data=None, recalibration_batches: int = 20, device: 
         else:
             record["accuracy_recalibrated"][variant] = None
     return record
+
+
+def main(argv=None) -> int:
+    """`python -m kernels_lib.training.ablation data/training/kaiming-7x7 ...`: one JSON line per run folder."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m kernels_lib.training.ablation", description=main.__doc__)
+    parser.add_argument("runs", nargs="+", help="run folders (data/training/<run>)")
+    parser.add_argument("--recalibration-batches", type=int, default=20)
+    args = parser.parse_args(argv)
+    for run in args.runs:
+        print(json.dumps(depthwise_ablation(run, recalibration_batches=args.recalibration_batches)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

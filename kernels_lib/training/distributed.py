@@ -131,8 +131,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         dims = (0, 2, 3)
-        count = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype)
-        dist.all_reduce(count)
+        counted = torch.tensor(float(x.numel() // x.shape[1]), dtype=torch.float64)
+        dist.all_reduce(counted)
+        count = float(counted)
         mean = _Sum.apply(x.sum(dims)) / count
         centred = x - mean.view(1, -1, 1, 1)
         variance = _Sum.apply((centred * centred).sum(dims)) / count
@@ -144,7 +145,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
                 self.num_batches_tracked.add_(1)
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.lerp_(mean, momentum)
-                self.running_var.lerp_(variance * count / max(float(count) - 1.0, 1.0), momentum)
+                self.running_var.lerp_(variance * count / max(count - 1.0, 1.0), momentum)
         return y
 
 
