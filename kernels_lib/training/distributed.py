@@ -53,7 +53,11 @@ class Place:
 
 
 def place_from_environment(environ=None) -> Place:
-    """The place torchrun gives this process (WORLD_SIZE, RANK, LOCAL_RANK); a lone process without them."""
+    """The place torchrun gives this process (WORLD_SIZE, RANK, LOCAL_RANK), or the one in the process group a
+    caller started (e.g. with torch.multiprocessing); a lone process without either."""
+    if environ is None and dist.is_available() and dist.is_initialized():
+        rank = dist.get_rank()
+        return Place(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
     environ = os.environ if environ is None else environ
     values = {}
     for name, default in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", environ.get("RANK", "0"))):
