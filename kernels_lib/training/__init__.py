@@ -1,5 +1,6 @@
 """The appendix experiments: depthwise CNNs trained here (`loop`), their networks (`nets`), photographs and
-noise controls (`photos`, `datasets`), the default runs and the committed runs classified (`runs`).
+noise controls (`photos`, `datasets`), the default runs and the committed runs classified (`runs`), training
+under torchrun (`distributed`, `launch`) and how much a trained net uses its depthwise kernels (`ablation`).
 
 The training loop's API is re-exported here (`training.train`, `training.obtain_run`, ...), and importing
 this package registers the "training" model kind with `database.extract`.

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import photos
+from .distributed import Place, shard
 from ..paths import cache_dir
 from ..errors import KernelsLibError, did_you_mean
 
@@ -171,8 +172,10 @@ class PhotoCrops:
         x = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         return x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
-    def epoch_batches(self, epoch: int, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The training batches of one epoch; the same (seed, epoch) gives the same batches."""
+    def epoch_batches(self, epoch: int, batch_size: int, seed: int,
+                      place: Place | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training batches of one epoch; the same (seed, epoch) gives the same batches. With `place` (a
+        process of a distributed run), this process's contiguous share of each (`distributed.shard`)."""
         rng = np.random.default_rng([seed, epoch, 2])
         n = self.crops_per_epoch
         if self.fixed is not None:
@@ -184,6 +187,9 @@ class PhotoCrops:
         flips = rng.random(n) < 0.5 if self.flip else None
         for start in range(0, n, batch_size):
             part = slice(start, start + batch_size)
+            if place is not None:
+                own = shard(min(batch_size, n - start), place)
+                part = slice(start + own.start, start + own.stop)
             yield self._crops(labels[part], tops[part], lefts[part], None if flips is None else flips[part])
 
     def validation_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -252,10 +258,16 @@ class TorchImageData:
     def n_validation(self) -> int:
         return len(self.validation)
 
-    def epoch_batches(self, epoch: int, batch_size: int, seed: int):
+    def epoch_batches(self, epoch: int, batch_size: int, seed: int, place: Place | None = None):
+        """As `PhotoCrops.epoch_batches`: the same (seed, epoch) gives the same batches, `place` a share of each."""
         generator = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
         sampler = torch.utils.data.RandomSampler(self.train, num_samples=self.crops_per_epoch, generator=generator)
-        yield from torch.utils.data.DataLoader(self.train, batch_size=batch_size, sampler=sampler)
+        if place is None:
+            yield from torch.utils.data.DataLoader(self.train, batch_size=batch_size, sampler=sampler)
+            return
+        order = list(sampler)
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        yield from torch.utils.data.DataLoader(self.train, batch_sampler=[b[shard(len(b), place)] for b in batches])
 
     def validation_batches(self, batch_size: int):
         yield from torch.utils.data.DataLoader(self.validation, batch_size=batch_size, shuffle=False)

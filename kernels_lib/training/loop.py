@@ -13,7 +13,8 @@ A run folder (default data/training/<run>) holds `checkpoint.pt` (written atomic
 snapshot, at the end and at least once a minute; `resume=True` continues from it with the same
 result as an uninterrupted run),
 `provenance.json` (config, data hashes, library versions, command, timings, history) and
-`kernels/` (the snapshots). On the CPU the same config and thread count give the same bytes.
+`kernels/` (the snapshots). On the CPU the same config and thread count give the same bytes. Under
+`torchrun` a run is shared by N processes (see `distributed`) and reaches the same weights to float rounding.
 
 Weights tags: a snapshot at epoch 0 is untrained, so its tag starts with "random-init" (the
 twin prefix every consumer treats as the untrained control), e.g. "random-init-dog-seed0";
@@ -24,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata as md
 import io
+import itertools
 import json
 import math
 import os
@@ -39,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import __version__
-from . import nets
+from . import distributed, nets
 from .datasets import training_data
 from ..errors import KernelsLibError
 from ..fileio import atomic_write_text
@@ -234,38 +236,60 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
     return factor
 
 
+def integrated_weight_decay(config: TrainConfig, steps_per_epoch: int) -> float:
+    """Σ lr·wd over the run's steps: AdamW shrinks every weight by about exp(−Σ lr·wd) in all."""
+    factor = _schedule(config, steps_per_epoch)
+    return config.lr * config.weight_decay * sum(factor(step) for step in range(config.epochs * steps_per_epoch))
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data, device, batch_size: int = 256, memory_format=torch.contiguous_format) -> dict:
-    """Loss and accuracy on the data's validation set (None for an empty one)."""
+def evaluate(model: nn.Module, data, device, batch_size: int = 256, memory_format=torch.contiguous_format,
+             place: distributed.Place | None = None) -> dict:
+    """Loss and accuracy on the data's validation set (None for an empty one). With `place` (a process of a
+    distributed run) each process takes every N-th batch and the sums are shared."""
     model.eval()
     loss = correct = count = 0.0
-    for x, y in data.validation_batches(batch_size):
+    batches = data.validation_batches(batch_size)
+    if place is not None:
+        batches = itertools.islice(batches, place.rank, None, place.world_size)
+    for x, y in batches:
         x, y = x.to(device, memory_format=memory_format), y.to(device)
         logits = model(x)
         loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         correct += float((logits.argmax(1) == y).sum())
         count += len(y)
     model.train()
+    loss, correct, count = distributed.all_sum([loss, correct, count], place or distributed.Place())
     if not count:
         return {"val_loss": None, "val_accuracy": None}
     return {"val_loss": round(loss / count, 5), "val_accuracy": round(correct / count, 5)}
 
 
-def _snapshot(model, config: TrainConfig, epoch: int, step: int, kernel_db: Path, metadata: dict) -> KernelSnapshot:
-    name = f"{config.run}@epoch{epoch}"
-    tag = config.tag(epoch)
-    table = kernel_table(conv_layers(model), name, tag, SOURCE)
-    summary = clustering_summary(table)
-    path = write_kernels(table, kernel_db / kernel_file_name(name, tag),
-                         {**metadata, "model": name, "weights_tag": tag, "source": SOURCE, "epoch": epoch,
-                          "step": step, "clustering": summary})
-    return KernelSnapshot(config.run, epoch, step, name, tag, path, len(table), summary)
+def _snapshot(model, config: TrainConfig, epoch: int, step: int, kernel_db: Path, metadata: dict,
+              place: distributed.Place) -> KernelSnapshot:
+    """Rank 0 writes and labels the snapshot; every process gets its record."""
+    snapshot = None
+    if place.main:
+        name = f"{config.run}@epoch{epoch}"
+        tag = config.tag(epoch)
+        table = kernel_table(conv_layers(model), name, tag, SOURCE)
+        summary = clustering_summary(table)
+        path = write_kernels(table, kernel_db / kernel_file_name(name, tag),
+                             {**metadata, "model": name, "weights_tag": tag, "source": SOURCE, "epoch": epoch,
+                              "step": step, "clustering": summary})
+        snapshot = KernelSnapshot(config.run, epoch, step, name, tag, path, len(table), summary)
+    return distributed.from_main(snapshot, place)
 
 
-def training_step(model: nn.Module, optimiser, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step on a batch (cross-entropy); returns the detached loss and the logits."""
+def training_step(model: nn.Module, optimiser, x: torch.Tensor, y: torch.Tensor,
+                  loss_scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch (cross-entropy); returns the detached loss and the logits. loss_scale: in a
+    distributed run, the summed loss is multiplied by it (`distributed.loss_scale`) instead of averaged."""
     logits = model(x)
-    loss = nn.functional.cross_entropy(logits, y)
+    if loss_scale is None:
+        loss = nn.functional.cross_entropy(logits, y)
+    else:
+        loss = nn.functional.cross_entropy(logits, y, reduction="sum") * loss_scale
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -341,11 +365,20 @@ def train(config: TrainConfig, run_dir=None, kernel_db=None, resume: bool = Fals
         if state["config"] != config.to_dict():
             raise TrainingError(f"{checkpoint_path} was written by another config; differences: "
                                 f"{_differences(state['config'], config.to_dict())}")
+    place = distributed.place_from_environment()
+    device = distributed.device_for(_device(config.device), place)
+    data = data if data is not None else training_data(config.data, **config.data_arguments())
+    smallest = min(config.batch_size, data.crops_per_epoch % config.batch_size or config.batch_size)
+    if place.world_size > smallest:
+        raise TrainingError(f"{place.world_size} processes cannot share batches of {config.batch_size} (the last of an "
+                            f"epoch of {data.crops_per_epoch}); use fewer processes or another batch size")
     previous_threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     try:
-        return _run(config, run_dir, kernel_db, state, progress, command, data, until_epoch or config.epochs)
+        with distributed.process_group(place, device):
+            return _run(config, run_dir, kernel_db, state, progress, command, data, until_epoch or config.epochs,
+                        place, device)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -354,12 +387,13 @@ def _differences(old: dict, new: dict) -> dict:
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
-def _run(config, run_dir, kernel_db, state, progress, command, data, last_epoch) -> TrainResult:
-    device = _device(config.device)
-    data = data if data is not None else training_data(config.data, **config.data_arguments())
-    model = build_model(config, data.n_classes).to(device)
+def _run(config, run_dir, kernel_db, state, progress, command, data, last_epoch, place, device) -> TrainResult:
+    net = build_model(config, data.n_classes).to(device)
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    net = net.to(memory_format=memory_format)
+    if state is not None:
+        net.load_state_dict(state["model"])
+    model, distribution = distributed.wrap(net, place, device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(data.crops_per_epoch / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _schedule(config, steps_per_epoch))
@@ -369,60 +403,66 @@ def _run(config, run_dir, kernel_db, state, progress, command, data, last_epoch)
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "device": str(device),
                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
-        "n_parameters": nets.count_parameters(model), "steps_per_epoch": steps_per_epoch,
+        "n_parameters": nets.count_parameters(net), "steps_per_epoch": steps_per_epoch,
     }
+    if distribution:
+        provenance["distributed"] = distribution
     metadata = {"kernels_lib_version": __version__, "run": config.run, "config": config.to_dict(),
                 "data": data.provenance(), "libraries": provenance["libraries"]}
     history, snapshots, start_epoch, elapsed = [], [], 0, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         history, start_epoch, elapsed = state["history"], state["epoch"] + 1, state["elapsed_s"]
         snapshots = [_snapshot_from(record, run_dir) for record in state["snapshots"]]
     elif 0 in config.snapshots:
-        snapshots.append(_snapshot(model, config, 0, 0, kernel_db, metadata))
-        history.append({"epoch": 0, "step": 0, **evaluate(model, data, device, memory_format=memory_format),
+        snapshots.append(_snapshot(net, config, 0, 0, kernel_db, metadata, place))
+        history.append({"epoch": 0, "step": 0, **evaluate(net, data, device, memory_format=memory_format, place=place),
                         "clustering": snapshots[-1].clustering})
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc=config.run,
-               unit="step", disable=not progress)
+               unit="step", disable=not progress or not place.main)
+    share = {"place": place} if place.distributed else {}
     model.train()
     saved = time.perf_counter()
     for epoch in range(max(1, start_epoch), min(last_epoch, config.epochs) + 1):
         started, cpu_started = time.perf_counter(), time.process_time()
         loss_sum = correct = seen = 0.0
-        for x, y in data.epoch_batches(epoch, config.batch_size, config.seed):
+        for index, (x, y) in enumerate(data.epoch_batches(epoch, config.batch_size, config.seed, **share)):
             x, y = x.to(device, memory_format=memory_format), y.to(device)
-            loss, logits = training_step(model, optimiser, x, y)
+            scale = distributed.loss_scale(min(config.batch_size, data.crops_per_epoch - index * config.batch_size), place)
+            loss, logits = training_step(model, optimiser, x, y, scale)
             scheduler.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss) * len(y) if scale is None else float(loss) / scale
             correct += float((logits.argmax(1) == y).sum())
             seen += len(y)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_seconds, train_cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        loss_sum, correct, seen = distributed.all_sum([loss_sum, correct, seen], place)
         record = {"epoch": epoch, "step": epoch * steps_per_epoch, "train_loss": round(loss_sum / seen, 5),
                   "train_accuracy": round(correct / seen, 5), "lr": scheduler.get_last_lr()[0],
                   "train_seconds": round(train_seconds, 3), "train_cpu_seconds": round(train_cpu_seconds, 3),
                   "images_per_second": round(seen / train_seconds, 1), "load_average": round(os.getloadavg()[0], 2),
-                  **evaluate(model, data, device, memory_format=memory_format)}
+                  **evaluate(net, data, device, memory_format=memory_format, place=place)}
         if epoch in config.snapshots:
-            snapshots.append(_snapshot(model, config, epoch, record["step"], kernel_db, metadata))
+            snapshots.append(_snapshot(net, config, epoch, record["step"], kernel_db, metadata, place))
             record["clustering"] = snapshots[-1].clustering
         elapsed += time.perf_counter() - started
         record["elapsed_s"] = round(elapsed, 3)
         history.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_accuracy']:.3f}",
                         val=f"{record['val_accuracy']:.3f}" if record["val_accuracy"] is not None else "-")
-        if epoch in config.snapshots or epoch == last_epoch or time.perf_counter() - saved > CHECKPOINT_SECONDS:
+        if place.main and (epoch in config.snapshots or epoch == last_epoch
+                           or time.perf_counter() - saved > CHECKPOINT_SECONDS):
             saved = time.perf_counter()
             _save(run_dir, provenance, snapshots, history, elapsed, epoch, {
-                "config": config.to_dict(), "epoch": epoch, "n_classes": data.n_classes, "model": model.state_dict(),
+                "config": config.to_dict(), "epoch": epoch, "n_classes": data.n_classes, "model": net.state_dict(),
                 "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "history": history, "elapsed_s": elapsed})
     bar.close()
-    return TrainResult(config, model, run_dir, snapshots, history, provenance)
+    distributed.barrier(place)      # the others return once rank 0's files are written
+    return TrainResult(config, net, run_dir, snapshots, history, provenance)
 
 
 def _save(run_dir: Path, provenance: dict, snapshots, history, elapsed: float, epoch: int, state: dict) -> None:
