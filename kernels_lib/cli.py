@@ -28,7 +28,7 @@ def _pair(form: str):
 
 
 def _add_cluster(parser, what: str, needs: str) -> None:
-    """--workers N | --scheduler ADDRESS: where a command's tasks run (`kernels_lib.cluster`)."""
+    """--workers N | --scheduler ADDRESS: where a command's tasks run (`kernels_lib.database.cluster`)."""
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N",
                        help=f"{what} on a local Dask cluster of N worker processes (default: in this process)")

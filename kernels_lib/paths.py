@@ -16,11 +16,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
-#: Model-set YAML files (`kernels_lib.zoo`).
+#: Model-set YAML files (`kernels_lib.database.zoo`).
 MODELS_DIR = DATA_DIR / "models"
-#: Kernel databases, one folder per model set (`kernels_lib.extract`, `kernels_lib.store`).
+#: Kernel databases, one folder per model set (`kernels_lib.database.extract`, `kernels_lib.database.store`).
 KERNELS_DIR = DATA_DIR / "kernels"
-#: Per-kernel classifications, one folder per model set (`kernels_lib.results`).
+#: Per-kernel classifications, one folder per model set (`kernels_lib.analysis.results`).
 CLASSIFICATION_DIR = DATA_DIR / "results"
 RESULTS_FILE = "classification.parquet"
 #: Reference autoencoders shipped with the repository, one folder per kernel size.

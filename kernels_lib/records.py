@@ -43,7 +43,7 @@ LAYER_ORDERS = {
     "name": "sorted by name (natural sort): the file keeps no order, so the true depth is unknown",
 }
 
-#: Arrow schema of a kernel file (`kernels_lib.store`); integer widths follow `kernel_table`.
+#: Arrow schema of a kernel file (`kernels_lib.database.store`); integer widths follow `kernel_table`.
 KERNEL_SCHEMA = pa.schema([
     ("model", pa.string()),
     ("weights_tag", pa.string()),

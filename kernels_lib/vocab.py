@@ -90,7 +90,7 @@ KMEANS = "kmeans"
 #: Dissimilarity thresholds 1 − cos of the paper (§4.2), by kernel size.
 PAPER_THRESHOLDS = {7: 0.3, 5: 0.2}
 
-#: Weights tags of untrained random-init twins start with this (`kernels_lib.zoo`).
+#: Weights tags of untrained random-init twins start with this (`kernels_lib.database.zoo`).
 RANDOM_INIT_PREFIX = "random-init"
 
 

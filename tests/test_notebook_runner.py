@@ -108,7 +108,7 @@ def test_a_model_set_file_given_relative_to_here_is_found_by_the_notebooks(tmp_p
     src = tmp_path / "notebooks"
     src.mkdir()
     _write(src / "01_load.ipynb", "model_set = 'x'\noutput_dir = 'out'",
-           "import pathlib\nfrom kernels_lib import zoo\n"
+           "import pathlib\nfrom kernels_lib.database import zoo\n"
            "(pathlib.Path(output_dir) / 'name.txt').write_text(zoo.load_model_set(model_set).name)")
     (tmp_path / "sets").mkdir()
     (tmp_path / "sets" / "mine.yaml").write_text("models:\n  - {kind: timm, name: convnextv2_atto, seed: 0}\n")

@@ -101,7 +101,7 @@ def group_of(weights_tags) -> np.ndarray:
 
 
 #: Which autoencoders label the kernels: the shipped reference ones, or those notebook 07 classifies with
-#: (the set's own where notebook 05 trained one, `kernels_lib.method`).
+#: (the set's own where notebook 05 trained one, `kernels_lib.method.per_set`).
 AUTOENCODER_CHOICES = ("reference", "pipeline")
 
 

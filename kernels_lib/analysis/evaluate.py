@@ -12,7 +12,7 @@ baseline (`kmeans.kmeans_baseline`) — with the same code:
 * the confusion matrix: how many kernels of each true merged class went to each prediction
   ("unclustered" and "other" included), so that one sees where the misses go.
 
-The labelled kernels to score on come from `kernels_lib.groundtruth` (a generator written
+The labelled kernels to score on come from `kernels_lib.analysis.groundtruth` (a generator written
 apart from the DoG family the autoencoders learn from), never from the bank a method trained on.
 
 `autoencoder_path` trains an autoencoder and labels its spectrum with no human in the loop, so

@@ -166,7 +166,7 @@ def classify_kernels(db, autoencoder_dirs: dict | None = None, thresholds: dict 
     weights tag, layer and channel.
 
     workers=N (a local Dask cluster of N processes) or scheduler (an address or a
-    `distributed.Client`, see `kernels_lib.cluster`) classify a database path one kernel file
+    `distributed.Client`, see `kernels_lib.database.cluster`) classify a database path one kernel file
     per task: the same rows as in this process, since every kernel is classified on its own
     and the k-means runs per model, and a model never spans two files.
     """

@@ -13,7 +13,7 @@ notebook 03 needs of one model, so that models are loaded one at a time. `kernel
 finds a model's trained and twin kernels in a set's database (Figure 20). `kernel_page`
 >>>>>>> inspect
 picks the kernels an explorer shows: one model's weights, one kernel size, a layer and a class
-(notebook 14, `kernels_lib.explore`).
+(notebook 14, `kernels_lib.publish.explore`).
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def weight_groups(rows: pd.DataFrame, selection: Selection) -> dict:
 
 def kernels_of(rows: pd.DataFrame, db) -> np.ndarray:
     """The raw weights [N, k, k] of classification rows (one kernel size), read from the kernel
-    database `db` (a directory or file of `kernels_lib.store`), matched on model, weights,
+    database `db` (a directory or file of `kernels_lib.database.store`), matched on model, weights,
     layer and channel."""
     if rows.empty:
         raise ValueError("no rows to fetch kernels for")

@@ -1,5 +1,5 @@
 """Synthetic data shaped like a decoder's output, for tests, benchmarks and demonstrations of the
-nearest-code search (`kernels_lib.search`). Not a ground truth of the DoG family: see
+nearest-code search (`kernels_lib.method.search`). Not a ground truth of the DoG family: see
 `kernels_lib.method.dog_bank.synthetic_bank` for that."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's numbers from a classification (`kernels_lib.results`), and how tables are written.
+"""The paper's numbers from a classification (`kernels_lib.analysis.results`), and how tables are written.
 
 Tables 1/3/4 (`clustered_fraction`, with the paper's reported % joined from
 data/models/paper.yaml), Figures 7/8 (`layer_proportions`), 11/28 (`model_proportions`,

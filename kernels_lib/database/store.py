@@ -7,7 +7,7 @@ bytes of the others. Provenance (kernels_lib version, source, sha256 of the weig
 model-set entry) sits in the file's key-value metadata under ``kernels_lib``.
 
 Writes are atomic (`kernels_lib.fileio`), so a finished file is the record that its model is
-done: `kernels_lib.extract` skips it on a rerun, and a run killed mid-way leaves only finished
+done: `kernels_lib.database.extract` skips it on a rerun, and a run killed mid-way leaves only finished
 files behind. This module only reads, writes, filters and counts; it knows nothing of model sets.
 """
 from __future__ import annotations

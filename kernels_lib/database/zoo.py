@@ -1,4 +1,4 @@
-"""Named model sets ("profiles") read from data/models/<name>.yaml and validated; `kernels_lib.extract`
+"""Named model sets ("profiles") read from data/models/<name>.yaml and validated; `kernels_lib.database.extract`
 loads their entries.
 
 A set file is ``{description: str, models: [entry, ...]}``. Every entry has a ``kind``:
@@ -19,7 +19,7 @@ onnx/tflite/state_dict without arch: PyTorch's default Conv2d init of each layer
 `sources.twins`; training: the run's own network at its initialisation with that seed,
 `kernels_lib.training.build_model`). ``label``, ``note`` and ``paper`` (rows of the paper's tables:
 ``{table, row, clustered_pct}``) are descriptive. ``depthwise_kernels`` (``{7x7: 6624, ...}``)
-records the depthwise kernels per size counted from the architecture alone (`kernels_lib.census`;
+records the depthwise kernels per size counted from the architecture alone (`kernels_lib.database.census`;
 the tests check the recorded counts against the installed timm). A state_dict entry without
 ``path`` needs a user checkpoint: pass it as ``checkpoints={model: path}`` (CLI:
 ``--checkpoint MODEL=PATH``). A generated set says how in a top-level ``generated`` mapping.
@@ -185,7 +185,7 @@ def _entry(raw, where: str, seed_override, checkpoints) -> Entry:
 
 
 def _kernel_counts(counts, where) -> None:
-    """`depthwise_kernels`: {"KxK": count} counted from the architecture (`kernels_lib.census`)."""
+    """`depthwise_kernels`: {"KxK": count} counted from the architecture (`kernels_lib.database.census`)."""
     if counts is None:
         return
     if not isinstance(counts, dict) or not counts:

@@ -1,4 +1,4 @@
-"""The compiled per-kernel loop of `kernels_lib.search`'s exact search (numba).
+"""The compiled per-kernel loop of `kernels_lib.method.search`'s exact search (numba).
 
 Imported on the first fast search, not with the package, so that `import kernels_lib` does not
 pay for numba; compiled once per machine and cached beside this file (or in numba's user cache).

@@ -223,7 +223,7 @@ class Autoencoder:
         """Read an autoencoder written by `save`; CorruptFileError names any bad file."""
         root = Path(directory)
         if not root.is_dir():
-            raise FileNotFoundError(f"no autoencoder directory at {root}; train one (kernels_lib.autoencoder.train) first")
+            raise FileNotFoundError(f"no autoencoder directory at {root}; train one (kernels_lib.method.autoencoder.train) first")
         config = _read_json(root / CONFIG_FILE)
         if config.get("format_version") != FORMAT_VERSION:
             raise CorruptFileError(

@@ -6,7 +6,7 @@ the cosine dissimilarity δ(x) = min_j (1 − cos(x, p_j)). With δ(x) strictly 
 (0.3 for 7×7, 0.2 for 5×5) it takes the label of the winning prototype (its code interval's
 class), otherwise it is "unclustered"; a kernel with no direction is "degenerate".
 
-`label_kernels` is that rule on arrays of coordinates (`kernels_lib.search` finds the codes);
+`label_kernels` is that rule on arrays of coordinates (`kernels_lib.method.search` finds the codes);
 `PrototypeClassifier` bundles prototypes, labels and threshold and `predict`s raw kernels;
 `autoencoder_classifier` builds the paper's classifier from an autoencoder and its label file.
 """
@@ -248,7 +248,7 @@ def autoencoder_classifier(autoencoder, threshold: float | None = None, labels=N
             if not labels.is_file():
                 raise AnalysisError(
                     f"{directory} has no {spectrum.LABEL_FILE}: label its spectrum first "
-                    f"(kernels_lib.spectrum.label_spectrum({str(directory)!r}), then review the file)")
+                    f"(kernels_lib.method.spectrum.label_spectrum({str(directory)!r}), then review the file)")
         source = str(directory)
     else:
         ae = autoencoder

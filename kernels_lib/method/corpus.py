@@ -16,7 +16,7 @@ def corpus_kernels(kernel_size: int, db=None, models=None, synthetic: dict | Non
                    seed: int = 0) -> tuple[np.ndarray, dict]:
     """The training corpus of one kernel size, and its description for the provenance.
 
-    db: a kernel database (file or directory, `kernels_lib.store`); its random-init twins are
+    db: a kernel database (file or directory, `kernels_lib.database.store`); its random-init twins are
     left out unless `include_random_init` (they are the untrained control, not trained kernels).
     max_kernels: keep a random subset (seeded) of at most this many database kernels, for sets too
     large to train on whole on a CPU. synthetic: keyword arguments of `kernels_lib.dog_bank.synthetic_bank`

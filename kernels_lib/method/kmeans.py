@@ -7,7 +7,7 @@ the autoencoder is compared with.
   "% clustered". Each cluster is named after the DoG-family template nearest to its centroid.
 * `kmeans_baseline` — k-means on the same preprocessed kernels the autoencoder sees (centred,
   unit length, hyperplane coordinates), its unit centroids named like the spectrum's codes, used
-  with the paper's threshold as a `classify.PrototypeClassifier` (`kernels_lib.evaluate`).
+  with the paper's threshold as a `classify.PrototypeClassifier` (`kernels_lib.analysis.evaluate`).
 
 Both run scikit-learn's KMeans on one thread with a given seed and number of initialisations,
 so the float sums — and hence borderline assignments — do not depend on the machine's cores.
@@ -78,7 +78,7 @@ def kmeans_3x3(kernels, n_classes: int = 10, seed: int = 0, n_init: int = 10,
                name_min_cosine: float = 0.9) -> KMeansFit:
     """The paper's 3×3 method: k-means with `n_classes` clusters on min-max encoded kernels.
 
-    Each cluster is named after the DoG-family template (`kernels_lib.dog`) nearest to its
+    Each cluster is named after the DoG-family template (`kernels_lib.method.dog`) nearest to its
     centroid when their mean-centred cosine reaches `name_min_cosine`, else "other".
     """
     enc, bad = minmax_encode(kernels)

@@ -22,10 +22,10 @@ decoded kernels lie on a smooth 1-D curve:
   its own fine anchors), whose bound reaches s is scanned exactly too, s rising as better codes
   turn up. Bounds carry a margin 8× the worst float32 rounding, so nothing that could win or tie
   is ever pruned: the result is exact whatever the decoded rows look like; smoothness only makes
-  it fast. The per-kernel stages run as one compiled loop (`kernels_lib._search_loop`, numba):
+  it fast. The per-kernel stages run as one compiled loop (`kernels_lib.method._search_loop`, numba):
   the work they choose differs from kernel to kernel, which dense NumPy products serve badly.
 
-`kernels_lib.classify` adds thresholds and labels on top, and may skip the exact search where
+`kernels_lib.method.classify` adds thresholds and labels on top, and may skip the exact search where
 the bounds already decide a kernel's label (through `Searcher`'s bounds and the `settle` hook of
 `nearest_codes`).
 """
@@ -253,7 +253,7 @@ class Searcher:
 
     Methods work on one chunk: xc [n, d] float64 unit kernels, x32 its float32 copy, s1 their
     float32 similarities to the coarse anchors (`coarse_sims`, one dense product). `exact` runs
-    the compiled per-kernel loop (`kernels_lib._search_loop`); `coarse_simple_bounds` and
+    the compiled per-kernel loop (`kernels_lib.method._search_loop`); `coarse_simple_bounds` and
     `coarse_blocks` serve `classify`'s shortcut, which decides labels from the coarse bounds alone.
     """
 

@@ -18,7 +18,7 @@ class. A gap between intervals is unlabelled: codes there are
 intervals (the spectrum's order is arbitrary and a class often comes back).
 
 `propose_labels` names intervals automatically by matching every decoded kernel to the DoG
-family templates (`kernels_lib.dog`). `label_spectrum` writes the proposal as `labels.yaml`
+family templates (`kernels_lib.method.dog`). `label_spectrum` writes the proposal as `labels.yaml`
 only when no label file exists yet; otherwise it writes `labels.proposed.yaml` beside it, so a
 human's edits always win.
 """
@@ -142,7 +142,7 @@ def read_labels(path) -> list[Interval]:
         doc = yaml.load(text, Loader=_LabelLoader)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"no label file at {path}; write one by hand or run kernels_lib.spectrum.label_spectrum()"
+            f"no label file at {path}; write one by hand or run kernels_lib.method.spectrum.label_spectrum()"
         ) from None
     except yaml.YAMLError as exc:
         raise CorruptFileError(f"{path}: not valid YAML ({exc})") from exc
@@ -189,7 +189,7 @@ def write_labels(path, intervals, header: dict | None = None, overwrite: bool = 
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (maybe edited by hand); pass overwrite=True to replace it")
     lines = ["# Code intervals of the autoencoder beside this file: [start, end), gaps are 'other'.",
-             "# Edit freely; kernels_lib.spectrum.read_labels validates the file."]
+             "# Edit freely; kernels_lib.method.spectrum.read_labels validates the file."]
     if header:
         lines.append(yaml.safe_dump(header, sort_keys=False, default_flow_style=None, allow_unicode=True,
                                     width=10**6).rstrip())
@@ -257,7 +257,7 @@ def label_spectrum(
     intervals = propose_labels(decode_spectrum(ae, n), min_similarity)
     header = {
         "kernel_shape": list(ae.kernel_shape),
-        "generated_by": "kernels_lib.spectrum.propose_labels (nearest kernels_lib.dog template, merged classes)",
+        "generated_by": "kernels_lib.method.spectrum.propose_labels (nearest kernels_lib.method.dog template, merged classes)",
         "n_codes": int(n),
         "min_similarity": float(min_similarity),
     }

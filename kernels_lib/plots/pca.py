@@ -1,5 +1,5 @@
 """Figure 4: the PCA scatter of kernels (static and interactive), with kernels of the clearest
-clusters beside it. The numbers come from `kernels_lib.pca`."""
+clusters beside it. The numbers come from `kernels_lib.analysis.pca`."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -13,7 +13,7 @@ from ..vocab import display_name
 from .kernels import _as_kernels, _rows_into
 from .style import DIVERGING, cluster_colour
 
-if TYPE_CHECKING:   # the numbers come from kernels_lib.pca; figures only need their fields
+if TYPE_CHECKING:   # the numbers come from kernels_lib.analysis.pca; figures only need their fields
     from ..analysis.pca import KernelPCA
 
 

@@ -7,7 +7,7 @@ copy goes to a build folder, never over the source. A failing cell stops the run
 `NotebookExecutionError` naming the notebook, the cell and the error, so nothing is skipped
 silently. Figures land in `figures/`, tables in `figures/tables/`, the small JSON each
 notebook records in `figures/results/` (`save_results`). After the notebooks, the executed
-copies and the figures become a static HTML site beside the build folder (`kernels_lib.site`:
+copies and the figures become a static HTML site beside the build folder (`kernels_lib.publish.site`:
 `build/site/index.html`), unless `site=False` (`figures --no-site`).
 """
 from __future__ import annotations

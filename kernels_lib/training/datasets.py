@@ -7,7 +7,7 @@ ever touches it or a guard `gap` around it, so validation measures generalisatio
 parts of the same photographs rather than recall of seen pixels.
 
 `training_data(name)` resolves the data a run names: "photos" (the pinned corpus of
-`kernels_lib.photos`), "photos-phase" and "photos-iid" (the same photographs phase-scrambled or
+`kernels_lib.training.photos`), "photos-phase" and "photos-iid" (the same photographs phase-scrambled or
 replaced by i.i.d. noise of the same mean and variance: the controls), a folder in `ImageFolder`
 layout, or a torchvision data set by name (CIFAR-10/100, STL-10, Imagenette, ImageNet), which
 needs internet once or a local copy.

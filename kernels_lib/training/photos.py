@@ -17,7 +17,7 @@ The .deb is unpacked in Python (ar + tar), reading only the pinned members: no `
 - `photo_file(key)`                     the verified file in the cache (fetched on first use)
 - `load_photos(keys, short_side)`       decoded RGB arrays, cached as .npy
 - `phase_scrambled`, `iid_noise`        the controls: same power spectrum / same mean and std, no edges
-- `python -m kernels_lib.photos`        fetch everything before going offline
+- `python -m kernels_lib.training.photos`        fetch everything before going offline
 """
 from __future__ import annotations
 
@@ -321,7 +321,7 @@ def read_deb_members(deb_file: Path, members) -> dict[str, bytes]:
         raise CorruptFileError(f"{deb_file} is not a readable .deb ({err}); delete it and fetch again") from err
     missing = sorted(wanted - set(found))
     if missing:
-        raise CorruptFileError(f"{deb_file} has no regular file {missing}; the pins in kernels_lib.photos do not "
+        raise CorruptFileError(f"{deb_file} has no regular file {missing}; the pins in kernels_lib.training.photos do not "
                                "match this package")
     return found
 
