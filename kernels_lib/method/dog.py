@@ -24,7 +24,9 @@ on any grid (k×k kernels, fine grids for the 3-D plots of Figure 1); `template_
 `nearest_template` label kernels by their closest analytic template (mean-centred cosine, as in
 the paper's loss), at every orientation; `synthetic_bank` draws labelled training kernels with
 uniformly distributed orientations; `random_kernels` is the i.i.d. control. Scoring is done on
-a separately written generator (`kernels_lib.groundtruth`), never on this bank.
+a separately written generator (`kernels_lib.groundtruth`), never on this bank. The family down
+to the discrete scale-space limit (Lindeberg's discrete Gaussian and its differences, box-averaged
+renderings) is in `scale_space`, which builds on this module.
 """
 from __future__ import annotations
 
