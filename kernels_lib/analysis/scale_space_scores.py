@@ -101,3 +101,16 @@ def score(classifier: PrototypeClassifier, k: int, n: int, seed: int, snr: float
     return {**scores, "bank": bank, "by_slice": by_slice(bank, predicted), "by_scale": by_scale(bank, predicted),
             "by_angle": by_angle(bank, predicted),
             "random": random_control(classifier, k, n_random) if n_random else None}
+
+
+def wide_tables(scores: dict) -> dict[str, pd.DataFrame]:
+    """`score`'s tables laid out for reading: "by_slice" (one row per slice), "by_scale" (rendering ×
+    scale band → accuracy and recall per class), "by_angle" (rendering → recall per derivative class
+    and 15° band), rounded to 3 decimals."""
+    angle = scores["by_angle"].assign(band=lambda t: t["class"] + " " + t["from_deg"].map("{:g}".format) + "–"
+                                      + t["to_deg"].map("{:g}°".format))
+    return {
+        "by_slice": scores["by_slice"].set_index("slice").round(3),
+        "by_scale": scores["by_scale"].set_index(["rendering", "scale_from", "scale_to"]).round(3),
+        "by_angle": angle.pivot_table(index="rendering", columns="band", values="recall", sort=False).round(3),
+    }
