@@ -148,8 +148,18 @@ def test_07_runs_when_no_kernel_is_clustered(tmp_path, autoencoders, smoke_db):
 def test_08_autoencoder_vs_kmeans_small_profile(tmp_path):
     result, out = _run("08_autoencoder_vs_kmeans", tmp_path, n_train=600, n_test=400, n_random=400,
                        n_clusters=[10, 16], hidden=[24, 12], epochs=3, lr=3e-3, batch_size=32, n_codes=1000,
-                       num_threads=1)
+                       num_threads=1, n_extended=800)
     assert set(result["banks"]) == {"7×7, SNR 3", "5×5, SNR 3"}
+    # the references on the extended ground truth: every slice, scale band and angle band reported
+    assert set(result["extended"]) == {"7x7", "5x5"}
+    for size, ext in result["extended"].items():
+        slices = pd.DataFrame(ext["by_slice"]).set_index("slice")
+        assert slices.loc["all", "support"] == 800 and slices.loc["all", "accuracy"] == pytest.approx(ext["accuracy"])
+        assert {s.split(" (")[0] for s in slices.index} >= {"smallest scales", "shifted", "elongated", "rendering discrete"}
+        assert set(pd.DataFrame(ext["by_scale"])["rendering"]) == {"integrated", "sampled", "discrete", "affine"}
+        assert set(pd.DataFrame(ext["by_angle"])["rendering"]) == {"integrated", "sampled", "discrete", "affine", "all"}
+        assert 0 <= max(ext["random_clustered"].values()) <= 0.01
+        assert Path(result["tables"][f"extended_by_slice_{size}"]["csv"]).exists()
     assert result["settings"]["scored_on"] == "kernels_lib.analysis.groundtruth.ground_truth_bank"
     for name, bank in result["banks"].items():
         summary = pd.DataFrame(bank["summary"]).set_index("method")

@@ -288,6 +288,7 @@ def train(
     num_threads: int | None = None,
     progress: bool = True,
     corpus=None,
+    init: "Autoencoder | None" = None,
 ) -> Autoencoder:
     """Train an autoencoder on kernels [N, k, k] (or an already `Prepared` set).
 
@@ -298,8 +299,14 @@ def train(
     the epoch with the lowest loss are kept. Same seed, data and device → same weights (on CPU
     with the same number of torch threads). `num_threads` sets torch's CPU threads while
     training (these small layers often run faster on 1 thread on a shared machine). `corpus`
-    describes the training data for the provenance (a string or a JSON-able dict).
+    describes the training data for the provenance (a string or a JSON-able dict). `init`, an
+    autoencoder of the same shape and widths, gives the starting weights instead of a random
+    initialisation (continued training: its provenance's `init` records where they came from).
     """
+    if init is not None and (tuple(init.hidden) != tuple(int(h) for h in hidden)
+                             or abs(init.negative_slope - float(negative_slope)) > 0):
+        raise ValueError(f"init has hidden widths {init.hidden} and slope {init.negative_slope}; "
+                         f"training asked for {tuple(hidden)} and {negative_slope}")
     prep = kernels if isinstance(kernels, Prepared) else prepare(np.asarray(kernels))
     kh, kw = prep.kernel_shape
     n = len(prep.coords)
@@ -313,6 +320,10 @@ def train(
     with torch.random.fork_rng(devices=[]), _deterministic(device), _torch_threads(num_threads):
         torch.manual_seed(seed)
         module = KernelAutoencoder(d, hidden, negative_slope).to(device)
+        if init is not None:
+            if tuple(init.kernel_shape) != (kh, kw):
+                raise ValueError(f"init is a {init.kernel_shape} autoencoder, the kernels are {(kh, kw)}")
+            module.load_state_dict(init.module.state_dict())
         gen = torch.Generator().manual_seed(seed)
         data = torch.as_tensor(prep.coords, dtype=torch.float32, device=device)
         opt = torch.optim.Adam(module.parameters(), lr=lr)
@@ -376,6 +387,9 @@ def train(
         "lr_drop_factor": lr_drop_factor,
         "lr_dropped_after_epochs": drops,
         "epochs_run": len(history),
+        "init": None if init is None else {"decision": init.provenance.get("decision"),
+                                           "epochs_run": init.provenance.get("epochs_run"),
+                                           "best_loss": init.provenance.get("best_loss")},
         "best_epoch": best_epoch,
         "best_loss": best,
         "loss_history": history,

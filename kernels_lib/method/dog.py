@@ -22,9 +22,11 @@ x is the column offset from the kernel centre (positive to the right), y the row
 Class names and how they merge live in `kernels_lib.vocab`. Uses: `evaluate` draws any class
 on any grid (k×k kernels, fine grids for the 3-D plots of Figure 1); `template_bank` +
 `nearest_template` label kernels by their closest analytic template (mean-centred cosine, as in
-the paper's loss), at every orientation; `synthetic_bank` draws labelled training kernels with
-uniformly distributed orientations; `random_kernels` is the i.i.d. control. Scoring is done on
-a separately written generator (`kernels_lib.analysis.groundtruth`), never on this bank.
+the paper's loss), at every orientation. The synthetic training bank drawn from this family (and
+`random_kernels`, the i.i.d. control) is in `dog_bank`; the family down to the discrete scale-space
+limit (Lindeberg's discrete Gaussian and its differences, box-averaged renderings) in `scale_space`.
+Scoring is done on a separately written generator (`kernels_lib.analysis.groundtruth`), never on
+these banks.
 """
 from __future__ import annotations
 

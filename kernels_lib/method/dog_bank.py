@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..vocab import ORIENTED_KINDS, OTHER, fine_members, merge_class, oriented_class
 from .dog import CORNERS, default_sigma_range, evaluate, kernel_grid, pattern
+from .scale_space import DIFFERENCES, SCALE_MIN, discrete, integrated
 
 #: Default class frequencies of `synthetic_bank`, after the paper's proportions (Figures 7, 8):
 #: On/Off-centre most common, then crosses and first derivatives, few second derivatives;
@@ -87,6 +88,9 @@ def synthetic_bank(
     edge_range: tuple[float, float] = (0.05, 0.25),
     max_shift: float = 0.3,
     amplitude_range: tuple[float, float] = (0.02, 0.5),
+    renderings: Mapping[str, float] | None = None,
+    small_sigma: float = 0.5,
+    laplacian_range: tuple[float, float] = (0.0, 1.0),
 ) -> SyntheticBank:
     """n labelled k×k kernels drawn from the DoG family with Gaussian noise, reproducibly.
 
@@ -100,6 +104,14 @@ def synthetic_bank(
     [−max_shift, max_shift]², and an amplitude (log-uniform) that is the RMS of the centred clean
     kernel. Noise σ = amplitude / snr, so snr is the ratio of centred signal RMS to noise σ; a
     (lo, hi) pair draws it log-uniformly per kernel; inf means no noise.
+
+    `renderings` (None: all "sampled") shares the DoG-family kernels between "sampled" (point
+    samples, `dog.evaluate`), "integrated" (box-averaged, `scale_space.integrated`, σ down to
+    `small_sigma`) and "discrete" (Lindeberg's discrete family, `scale_space.discrete`: variance
+    s log-uniform from `scale_space.SCALE_MIN` up to the top of `sigma_range` squared, centred or
+    one-sided first differences, pure scale-space derivatives and DoGs alike (surround weight
+    uniform in [0, 1]), blobs T − c∇²T with c in `laplacian_range`, anisotropy along the grid
+    axes). Their draws come from a stream of their own, so a bank without them is unchanged.
     """
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
@@ -187,6 +199,9 @@ def synthetic_bank(
             )
     params["theta"] = theta
     params["class"] = drawn
+    if renderings is not None:
+        dog_rows = np.flatnonzero(~np.isin(kind, ["cross", "square", OTHER]))
+        _rerender(k, clean, params, dog_rows, renderings, seed, sigma_range, small_sigma, laplacian_range)
     rms = _centred_rms(clean)
     bad = rms <= 0
     if bad.any():
@@ -214,6 +229,65 @@ def synthetic_bank(
         clean=clean,
         params=params,
     )
+
+
+def _rerender(k, clean, params, rows, renderings, seed, sigma_range, small_sigma, laplacian_range) -> None:
+    """Draw the DoG-family `rows` of `clean` again, in place, as integrated or discrete kernels of the
+    same fine class (see `synthetic_bank`); `params` gains the columns that say how."""
+    kinds = ("sampled", "integrated", "discrete")
+    unknown = set(renderings) - set(kinds)
+    shares = np.array([float(renderings.get(r, 0.0)) for r in kinds])
+    if unknown or not (np.isfinite(shares).all() and (shares >= 0).all() and shares.sum() > 0):
+        raise ValueError(f"renderings maps {kinds} to shares >= 0 (not all 0), got {dict(renderings)}")
+    if not 0 < small_sigma <= sigma_range[1]:
+        raise ValueError(f"small_sigma must be in (0, {sigma_range[1]}], got {small_sigma}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5CA1E]))
+    n = len(params)
+    drawn = np.array(kinds, dtype=object)[rng.choice(3, size=n, p=shares / shares.sum())]
+    hi = sigma_range[1]
+    extra = pd.DataFrame({
+        "rendering": np.where(np.isin(np.arange(n), rows), drawn, None),
+        "scale": np.exp(rng.uniform(np.log(SCALE_MIN), np.log(hi * hi), n)),
+        "small_sigma": np.exp(rng.uniform(np.log(small_sigma), np.log(hi), n)),
+        "weight": rng.uniform(0.0, 1.0, n),
+        "laplacian": rng.uniform(*laplacian_range, n),
+        "difference": np.array(DIFFERENCES, dtype=object)[rng.integers(0, 3, n)],
+        "aspect": np.exp(rng.uniform(-1.0, 1.0, n) * np.log(params["anisotropy"].to_numpy() ** 2)),
+    })
+    names = params["class"].to_numpy()
+    for rendering in kinds[1:]:
+        these = np.flatnonzero(extra["rendering"].to_numpy() == rendering)
+        parts = {}
+        for i in these:
+            parts.setdefault(pattern(names[i])[:2], []).append(i)
+        for (polarity, kind), idx in parts.items():
+            idx = np.asarray(idx)
+            e, p = extra.iloc[idx], params.iloc[idx]
+            sign = 1.0 if polarity == "on" else -1.0
+            theta = np.nan_to_num(params["theta"].to_numpy()[idx])
+            if rendering == "discrete":
+                clean[idx] = sign * discrete(kind, k, scale=e["scale"].to_numpy(), theta=theta,
+                                             ratio=p["ratio"].to_numpy(), surround=e["weight"].to_numpy(),
+                                             laplacian=e["laplacian"].to_numpy() if kind == "" else 0.0,
+                                             aspect=e["aspect"].to_numpy(), difference=e["difference"].to_numpy())
+                continue
+            col = {c: p[c].to_numpy()[:, None, None] for c in ("ratio", "surround", "anisotropy", "aniso_angle")}
+            clean[idx] = integrated(f"{polarity}-{kind}" if kind else polarity, k,
+                                    sigma=e["small_sigma"].to_numpy()[:, None, None],
+                                    shift=(p["shift_x"].to_numpy()[:, None, None], p["shift_y"].to_numpy()[:, None, None]),
+                                    **({"theta": theta[:, None, None]} if kind else {}), **col)
+    rendering = extra["rendering"].to_numpy()
+    integrated_rows, discrete_rows = rendering == "integrated", rendering == "discrete"
+    blob = discrete_rows & np.array([not pattern(c)[1] if r else False for c, r in zip(names, discrete_rows)])
+    params.loc[integrated_rows, "sigma"] = extra.loc[integrated_rows, "small_sigma"]
+    params.loc[discrete_rows, "sigma"] = np.sqrt(extra.loc[discrete_rows, "scale"])
+    params.loc[discrete_rows, "surround"] = extra.loc[discrete_rows, "weight"]
+    params.loc[discrete_rows, ["anisotropy", "aniso_angle", "shift_x", "shift_y"]] = np.nan
+    params["rendering"] = rendering
+    params["scale"] = np.where(discrete_rows, extra["scale"], np.nan)
+    params["aspect"] = np.where(discrete_rows, extra["aspect"], np.nan)
+    params["difference"] = np.where(discrete_rows & ~blob, extra["difference"], None)
+    params["laplacian"] = np.where(blob, extra["laplacian"], np.nan)
 
 
 def random_kernels(k: int, n: int, seed: int = 0, distribution: str = "normal") -> np.ndarray:

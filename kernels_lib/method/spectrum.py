@@ -207,12 +207,13 @@ def write_labels(path, intervals, header: dict | None = None, overwrite: bool = 
 def propose_labels(spectrum: Spectrum, min_similarity: float = 0.8, bank=None) -> list[Interval]:
     """Name code intervals by the nearest DoG-family template of each decoded kernel.
 
-    Every decoded kernel takes the merged class of its nearest template (mean-centred cosine),
+    Every decoded kernel takes the merged class of its nearest template (mean-centred cosine; by
+    default `scale_space.labelling_bank`, the continuous family plus the discrete one on odd grids),
     or "other" when that cosine is below `min_similarity`; runs of equal labels become one
     interval whose boundaries lie halfway between neighbouring codes. Each interval's note
     says which fine templates matched and how well, for the human who reviews the file.
     """
-    from . import dog  # the template family lives there; imported late to keep this module light
+    from . import dog, scale_space  # the template family lives there; imported late to keep this module light
 
     if not 0.0 <= min_similarity <= 1.0:
         raise ValueError(f"min_similarity is a cosine in [0, 1], got {min_similarity}")
@@ -220,7 +221,8 @@ def propose_labels(spectrum: Spectrum, min_similarity: float = 0.8, bank=None) -
     if len(codes) < 2 or np.any(np.diff(codes) <= 0) or codes[0] != 0.0 or codes[-1] != 1.0:
         raise ValueError("propose_labels needs a spectrum decoded on increasing codes from 0 to 1 (decode_spectrum)")
     if bank is None:
-        bank = dog.template_bank(spectrum.kernels.shape[1])
+        k = spectrum.kernels.shape[1]
+        bank = scale_space.labelling_bank(k) if k % 2 else dog.template_bank(k)
     match = dog.nearest_template(spectrum.kernels, bank, min_cosine=min_similarity)
     labels = match.merged
     change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
