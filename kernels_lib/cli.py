@@ -255,7 +255,7 @@ def add_inspect(sub) -> None:
                                        "and write an HTML report",
                        description="Extract the depthwise kernels of SOURCE and of its random-init twin, classify "
                                    "them (5×5/7×7: reference autoencoders under the paper's thresholds; 3×3: "
-                                   "k-means), print %% clustered and class shares per kernel size, and write "
+                                   "k-means), print % clustered and class shares per kernel size, and write "
                                    "OUT/NAME.html (one self-contained page: per-layer bars, class galleries) and "
                                    "OUT/NAME.parquet (one row per kernel: weights and labels).")
     p.add_argument("source", metavar="SOURCE",
