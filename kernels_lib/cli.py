@@ -71,6 +71,8 @@ def run_extract(args) -> int:
           f"{len(report.failed)} failed -> {report.out_dir}")
     if files:
         print(store.counts(files).to_string())
+    for entry_id, why in report.redone.items():
+        print(f"extracted {entry_id} again: its file was {why}")
     for entry_id, notes in report.notes.items():
         for note in notes:
             print(f"note {entry_id}: {note}")
