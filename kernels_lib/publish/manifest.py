@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fileio import jsonable, sha256_file, write_json
+from ..fileio import jsonable, remove_stale_temp_files, sha256_file, write_json
 from ..paths import AUTOENCODERS_DIR, MODELS_DIR, TRAINING_DIR
 
 MANIFEST_NAME = "run_manifest.json"
@@ -71,6 +71,14 @@ def static_parts(model_set: str) -> dict:
     """The parts of every notebook's fingerprint that do not depend on the notebook (computed once per run)."""
     return {"code": source_digest(), "model_set": tree_digest(model_set_file(model_set)),
             "data": _digest([tree_digest(root) for root in EXTERNAL_DATA])}
+
+
+def remove_temporaries(roots) -> None:
+    """Clear the temporary files that killed writers left anywhere under `roots` (the next run writes anew)."""
+    for root in map(Path, roots):
+        if root.is_dir():
+            for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+                remove_stale_temp_files(folder)
 
 
 def snapshot(roots) -> dict[str, list[int]]:

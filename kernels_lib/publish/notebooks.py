@@ -206,6 +206,7 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
         record.forget(p.name for p in notebooks)
     static = manifest.static_parts(params["model_set"])
     roots = [params["output_dir"], params["db_dir"], params["classification_dir"]]
+    manifest.remove_temporaries([*roots, build_dir])
     runs = []
     for i, path in enumerate(notebooks, 1):
         at = order.index(path.name)
