@@ -1,6 +1,6 @@
 """Kill and resume: SIGKILL `extract`, `classify` and `figures` at random (seeded) moments, resume each, check.
 
-    .venv/bin/python benchmarks/kill_resume.py                        # 20 kills of each command, seed 0
+    .venv/bin/python benchmarks/kill_resume.py                        # 10, 6 and 8 kills, seed 0
     .venv/bin/python benchmarks/kill_resume.py --kills 5 8 5 --seed 3
 
 On the smoke set (data/models/smoke.yaml), in a scratch folder: first an uninterrupted run of each
@@ -239,7 +239,7 @@ def drill_all(work: Path, kills: dict[str, int], seed: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, nargs=3, default=[20, 20, 20], metavar=("EXTRACT", "CLASSIFY", "FIGURES"))
+    parser.add_argument("--kills", type=int, nargs=3, default=[10, 6, 8], metavar=("EXTRACT", "CLASSIFY", "FIGURES"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS)
