@@ -59,6 +59,19 @@ def smoke_site(smoke_db, reference_classification, tmp_path_factory):
                            figures=root / "figures", results=root / "figures" / "results")
 
 
+def write_notebook(path, params_src, body_src):
+    """A two-cell notebook: a cell tagged `parameters` holding `params_src`, then `body_src`."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = new_code_cell(params_src)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(body_src)]
+    nbformat.write(nb, path)
+
+
 def run_notebook(name, tmp_path, db_dir=None, **parameters):
     """Run notebook `name` (part of its file name) under papermill on the smoke set with `parameters`;
     return (the JSON it recorded, its output folder)."""

@@ -3,20 +3,11 @@ import json
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
+from conftest import write_notebook as _write
 from kernels_lib import errors
 from kernels_lib.publish import notebooks
 from kernels_lib.errors import KernelsLibError
-
-
-def _write(path, params_src, body_src):
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = new_code_cell(params_src)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, new_code_cell(body_src)]
-    nbformat.write(nb, path)
 
 
 @pytest.fixture

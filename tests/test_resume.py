@@ -5,11 +5,10 @@ import importlib.util
 import json
 from pathlib import Path
 
-import nbformat
 import pyarrow.parquet as pq
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
+from conftest import write_notebook
 from kernels_lib.database import extract, store, zoo
 from kernels_lib.publish import manifest, notebooks
 
@@ -58,22 +57,13 @@ def test_reader_fingerprint_follows_the_readers_source():
     assert extract._source_digest(("sources.onnx_source",)) != extract._source_digest(("sources.tflite_source",))
 
 
-def _notebook(path, params, body):
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cell = new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, new_code_cell(body)]
-    nbformat.write(nb, path)
-
-
 @pytest.mark.slow
 def test_figures_skips_what_completed_unchanged_and_reruns_downstream_of_a_change(tmp_path):
     src = tmp_path / "notebooks"
     src.mkdir()
-    _notebook(src / "01_a.ipynb", "value = 1\noutput_dir = 'out'",
+    write_notebook(src / "01_a.ipynb", "value = 1\noutput_dir = 'out'",
               "import pathlib\n(pathlib.Path(output_dir) / 'a.txt').write_text(str(value))")
-    _notebook(src / "02_b.ipynb", "output_dir = 'out'",
+    write_notebook(src / "02_b.ipynb", "output_dir = 'out'",
               "import pathlib\nout = pathlib.Path(output_dir)\n(out / 'b.txt').write_text((out / 'a.txt').read_text() * 2)")
     build, out = tmp_path / "build", tmp_path / "out"
     out.mkdir()
