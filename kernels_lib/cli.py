@@ -258,7 +258,10 @@ def add_figures(sub) -> None:
     p = sub.add_parser("figures", help="re-run every numbered notebook with papermill and regenerate figures/",
                        description="Re-execute notebooks/NN_*.ipynb in order (executed copies go to the build "
                                    "folder, never over the sources); a failing cell stops the run and names "
-                                   "the notebook and the error.")
+                                   "the notebook and the error. A rerun resumes: notebooks the run manifest "
+                                   "(<build folder>/run_manifest.json) records as completed with the same notebook, "
+                                   "parameters, code and inputs are skipped, and the reason is printed; --restart "
+                                   "runs them all again.")
     notebooks.add_arguments(p)
     p.set_defaults(func=notebooks.run_from_args)
 
