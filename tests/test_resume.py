@@ -3,8 +3,10 @@ figures runner skips what completed unchanged and says why, and commands killed 
 to the bytes of an uninterrupted run with no half-written file ever visible (benchmarks/kill_resume.py)."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -90,7 +92,7 @@ def test_figures_skips_what_completed_unchanged_and_reruns_downstream_of_a_chang
 
 def _kill_resume():
     spec = importlib.util.spec_from_file_location("kill_resume", ROOT / "benchmarks" / "kill_resume.py")
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules.setdefault("kill_resume", importlib.util.module_from_spec(spec))
     spec.loader.exec_module(module)
     return module
 
@@ -104,3 +106,18 @@ def test_commands_killed_at_random_moments_resume_to_the_same_bytes(tmp_path):
         print(f"{event['command']} killed at {event['fraction']:.0%} of the uninterrupted run: {event['landed']}")
     assert record["problems"] == []
     assert record["kills"] == 20 and all(e["half_written"] == 0 for e in record["events"])
+
+
+def test_the_drill_sees_a_half_written_file(tmp_path):
+    """The kill test is not vacuous: a truncated Parquet, JSON or PNG under a visible name is reported,
+    a hidden temporary is not (it is not visible to a reader)."""
+    drill = _kill_resume()
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"x": list(range(1000))}), whole)
+    (tmp_path / "cut.parquet").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    (tmp_path / "cut.json").write_text('{"total": 12')
+    (tmp_path / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    (tmp_path / ".cut.parquet.123.0123abcd.tmp").write_bytes(b"PAR1")
+    bad = drill.half_written([tmp_path])
+    assert sorted(Path(b.split(":")[0]).name for b in bad) == ["cut.json", "cut.parquet", "cut.png"]
+    assert [p.name for p in drill.temporaries([tmp_path])] == [".cut.parquet.123.0123abcd.tmp"]
