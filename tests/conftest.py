@@ -59,6 +59,17 @@ def smoke_site(smoke_db, reference_classification, tmp_path_factory):
                            figures=root / "figures", results=root / "figures" / "results")
 
 
+def run_notebook(name, tmp_path, db_dir=None, **parameters):
+    """Run notebook `name` (part of its file name) under papermill on the smoke set with `parameters`;
+    return (the JSON it recorded, its output folder)."""
+    out = tmp_path / "figures"
+    params = {**notebooks.default_parameters("smoke", out, db_dir or tmp_path / "db", tmp_path / "classification"),
+              **parameters}
+    [path] = notebooks.list_notebooks(only=name)
+    notebooks.run_notebook(path, params, tmp_path / "build", progress=False)
+    return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
+
+
 def write_notebook(path, params_src, body_src):
     """A two-cell notebook: a cell tagged `parameters` holding `params_src`, then `body_src`."""
     import nbformat
@@ -70,14 +81,3 @@ def write_notebook(path, params_src, body_src):
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, new_code_cell(body_src)]
     nbformat.write(nb, path)
-
-
-def run_notebook(name, tmp_path, db_dir=None, **parameters):
-    """Run notebook `name` (part of its file name) under papermill on the smoke set with `parameters`;
-    return (the JSON it recorded, its output folder)."""
-    out = tmp_path / "figures"
-    params = {**notebooks.default_parameters("smoke", out, db_dir or tmp_path / "db", tmp_path / "classification"),
-              **parameters}
-    [path] = notebooks.list_notebooks(only=name)
-    notebooks.run_notebook(path, params, tmp_path / "build", progress=False)
-    return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
