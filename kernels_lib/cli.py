@@ -71,6 +71,8 @@ def run_extract(args) -> int:
           f"{len(report.failed)} failed -> {report.out_dir}")
     if files:
         print(store.counts(files).to_string())
+    for entry_id, why in report.redone.items():
+        print(f"extracted {entry_id} again: its file was {why}")
     for entry_id, notes in report.notes.items():
         for note in notes:
             print(f"note {entry_id}: {note}")
@@ -287,7 +289,10 @@ def add_figures(sub) -> None:
     p = sub.add_parser("figures", help="re-run every numbered notebook with papermill and regenerate figures/",
                        description="Re-execute notebooks/NN_*.ipynb in order (executed copies go to the build "
                                    "folder, never over the sources); a failing cell stops the run and names "
-                                   "the notebook and the error.")
+                                   "the notebook and the error. A rerun resumes: notebooks the run manifest "
+                                   "(<build folder>/run_manifest.json) records as completed with the same notebook, "
+                                   "parameters, code and inputs are skipped, and the reason is printed; --restart "
+                                   "runs them all again.")
     notebooks.add_arguments(p)
     p.set_defaults(func=notebooks.run_from_args)
 

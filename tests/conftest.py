@@ -89,3 +89,16 @@ def run_notebook(name, tmp_path, db_dir=None, **parameters):
     [path] = notebooks.list_notebooks(only=name)
     notebooks.run_notebook(path, params, tmp_path / "build", progress=False)
     return json.loads((out / "results" / f"{path.stem}.json").read_text()), out
+
+
+def write_notebook(path, params_src, body_src):
+    """A two-cell notebook: a cell tagged `parameters` holding `params_src`, then `body_src`."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = new_code_cell(params_src)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(body_src)]
+    nbformat.write(nb, path)

@@ -3,20 +3,11 @@ import json
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
 
+from conftest import write_notebook as _write
 from kernels_lib import errors
 from kernels_lib.publish import notebooks
 from kernels_lib.errors import KernelsLibError
-
-
-def _write(path, params_src, body_src):
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = new_code_cell(params_src)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, new_code_cell(body_src)]
-    nbformat.write(nb, path)
 
 
 @pytest.fixture
@@ -63,7 +54,7 @@ def test_failing_cell_stops_the_run_and_names_notebook_and_error(notebook_dir, t
     first = json.loads((out / "01_first.json").read_text())
     assert first == {"model_set": "smoke", "output_dir": str(out.resolve())}
     assert not (out / "10_last.json").exists()
-    assert sorted(p.name for p in build.iterdir()) == ["01_first.ipynb", "02_fails.ipynb"]
+    assert sorted(p.name for p in build.glob("*.ipynb")) == ["01_first.ipynb", "02_fails.ipynb"]
     assert any("01_first.ipynb done" in line for line in logged)
     # Sources are untouched: no outputs written into them.
     assert {p.name: p.read_bytes() for p in notebook_dir.iterdir()} == before

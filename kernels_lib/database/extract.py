@@ -4,12 +4,18 @@
 an ONNX/TFLite file, a user checkpoint, a committed training run, or a seeded random-init twin); `extract` runs every
 entry of a set into one Parquet file each (`kernels_lib.database.store`), with the provenance (sha256 of
 the weights file, library versions, the entry itself) in the file's metadata. Extraction is
-resumable: a finished file is the record that its entry is done. It runs in this process or,
+resumable: a finished file is the record that its entry is done, if it was written by today's reader
+(`reader_fingerprint`, a hash of the reader's source) from the same weights (their sha256) and library
+versions; a file written by another reader or from other weights is extracted again. It runs in this process or,
 one entry per task, on a Dask cluster (`kernels_lib.database.cluster`); the files are the same bytes.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -23,7 +29,7 @@ from ..errors import KernelsLibError, WeightsUnavailableError
 from ..fileio import remove_stale_temp_files, sha256_file
 from ..paths import TRAINING_DIR, kernel_db_dir
 from ..records import ConvLayer, kernel_table
-from .store import file_kernel_sizes, kernel_file_name, to_arrow, write_arrow
+from .store import file_kernel_sizes, file_record, kernel_file_name, to_arrow, write_arrow
 from .zoo import Entry
 
 
@@ -163,6 +169,90 @@ def library_versions(entry: Entry) -> dict:
     return {name: md.version(name) for name in sorted(names)}
 
 
+#: kernels_lib modules each kind of entry is read with (the readers); `reader_fingerprint` adds what they import.
+READER_MODULES = {
+    "timm": ("sources.module", "sources.timm_source"), "wheel": ("sources.module", "sources.wheels"),
+    "onnx": ("sources.onnx_source", "sources.wheels"), "tflite": ("sources.tflite_source", "sources.wheels"),
+    "state_dict": ("sources.state_dict", "sources.timm_source"),
+}
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of kernels_lib module `name` ("sources.module"), or None when it is no module."""
+    base = _PACKAGE.joinpath(*name.split(".")) if name else _PACKAGE
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported(name: str, path: Path) -> set[str]:
+    """The kernels_lib modules that module `name` (at `path`) imports, anywhere in its body."""
+    package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = package[:len(package) - node.level + 1] if node.level > 1 else package
+                base = ".".join(filter(None, [*parent, node.module or ""]))
+            elif (node.module or "").startswith("kernels_lib"):
+                base = node.module.partition(".")[2]
+            else:
+                continue
+            found.add(base)
+            found.update(f"{base}.{alias.name}".strip(".") for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.partition(".")[2] for a in node.names if a.name.startswith("kernels_lib."))
+    return {n for n in found if _module_file(n) is not None}
+
+
+@functools.lru_cache(maxsize=None)
+def _source_digest(roots: tuple[str, ...]) -> str:
+    """sha256 of the source of kernels_lib modules `roots` and every kernels_lib module they import, transitively."""
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in seen and _module_file(name) is not None:
+            seen.add(name)
+            todo.extend(_imported(name, _module_file(name)) - seen)
+    digest = hashlib.sha256()
+    for name in sorted(seen):
+        digest.update(f"{name}\n".encode() + _module_file(name).read_bytes())
+    return digest.hexdigest()
+
+
+def reader_fingerprint(entry: Entry) -> str:
+    """A hash of the source of the code that reads an entry's layers (its reader, the twin initialiser, the
+    kernel table), so a kernel file written by another version of its reader is told apart and extracted again."""
+    if entry.starts_from_timm_init:
+        roots = READER_MODULES["timm"]
+    elif entry.kind in KIND_READERS:
+        roots = (KIND_READERS[entry.kind].__module__.partition(".")[2],)
+    else:
+        roots = READER_MODULES.get(entry.kind, READER_MODULES["state_dict"])
+    if entry.seed is not None and not entry.starts_from_timm_init:
+        roots = (*roots, "sources.twins")
+    return _source_digest(tuple(sorted({*roots, "records"})))
+
+
+def stale_reason(record: dict, entry: Entry) -> str | None:
+    """Why a kernel file's provenance `record` no longer fits `entry` (another reader, other weights, other
+    library versions), or None when it does. Weights that cannot be found now are not held against the file."""
+    if record.get("reader") != reader_fingerprint(entry):
+        return "written by another version of its reader" if record.get("reader") else \
+            "written by an older kernels_lib that did not record its reader"
+    try:
+        files = provenance_files(entry)
+    except KernelsLibError:
+        files = None
+    if files and json.loads(json.dumps(files)) != record.get("files"):
+        return "extracted from other weights (sha256 differs)"
+    if record.get("libraries") != library_versions(entry):
+        return f"written with other library versions ({record.get('libraries')} -> {library_versions(entry)})"
+    return None
+
+
 def _sizes_key(kernel_sizes):
     return None if kernel_sizes is None else sorted({int(k) for k in kernel_sizes})
 
@@ -184,6 +274,7 @@ class ExtractReport:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    redone: dict[str, str] = field(default_factory=dict)
 
 
 class Built(NamedTuple):
@@ -204,6 +295,7 @@ def build_entry(entry: Entry, kernel_sizes=None) -> Built | KernelsLibError:
         table = table[(table.kh == table.kw) & table.kh.isin(kernel_sizes)].reset_index(drop=True)
     metadata = {
         "kernels_lib_version": __version__,
+        "reader": reader_fingerprint(entry),
         "model": resolved.model,
         "weights_tag": resolved.weights_tag,
         "source": resolved.source,
@@ -225,8 +317,9 @@ def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True, s
             workers: int | None = None, scheduler=None) -> ExtractReport:
     """Extract every entry of a `zoo.ModelSet` into one Parquet file each; resumable.
 
-    An entry whose file exists (covering the requested kernel sizes) is skipped, so a rerun
-    after an interruption extracts only the rest. kernel_sizes (ints, k×k): keep only those
+    An entry whose file exists (covering the requested kernel sizes, written by today's reader from
+    the same weights: `stale_reason`) is skipped, so a rerun after an interruption extracts only the
+    rest; a stale file is extracted again (`ExtractReport.redone` says why). kernel_sizes (ints, k×k): keep only those
     sizes; None keeps every depthwise kernel. An entry that fails with a kernels_lib error is
     reported and the others go on (stop_on_error=True raises it instead).
 
@@ -244,10 +337,14 @@ def extract(model_set, out_dir=None, kernel_sizes=None, progress: bool = True, s
     for entry in model_set.entries:
         path = out_dir / kernel_file_name(entry.model, entry.weights_tag)
         done, done_sizes = file_kernel_sizes(path)
-        if done and _covers(done_sizes, sizes):
+        stale = stale_reason(file_record(path), entry) if done else None
+        if stale:
+            report.redone[entry.id] = stale
+        if done and not stale and _covers(done_sizes, sizes):
             report.skipped.append(entry.id)
-        else:
-            todo.append((entry, path, None if sizes is None else sorted(set(sizes) | set(done_sizes or []))))
+        else:             # a stale file is redone with (at least) the sizes it had
+            keep_all = sizes is None or (done and done_sizes is None)
+            todo.append((entry, path, None if keep_all else sorted(set(sizes) | set(done_sizes or []))))
     items = [(entry, wanted) for entry, _, wanted in todo]
     with contextlib.ExitStack() as stack:
         if parallel:

@@ -223,6 +223,15 @@ def counts_summary(path_or_dir, **filters) -> dict:
     }
 
 
+def file_record(path: Path) -> dict:
+    """The provenance record of one kernel file ({} when it has none or cannot be read)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return {}
+    return json.loads(meta.get(METADATA_KEY, b"{}"))
+
+
 def file_kernel_sizes(path: Path):
     """(True, sizes) if `path` is a finished kernel file of this schema (sizes None = every size was
     kept), else (False, None): a missing file, an unreadable one or one written with an older schema

@@ -9,20 +9,28 @@ silently. Figures land in `figures/`, tables in `figures/tables/`, the small JSO
 notebook records in `figures/results/` (`save_results`). After the notebooks, the executed
 copies and the figures become a static HTML site beside the build folder (`kernels_lib.publish.site`:
 `build/site/index.html`), unless `site=False` (`figures --no-site`).
+
+A rerun resumes: the run manifest in the build folder (`kernels_lib.publish.manifest`) says which
+notebooks completed with the same notebook, parameters, code, data and upstream outputs; those are
+skipped (the log says why, and why the others run), `restart=True` (`figures --restart`) runs all again.
+Executed copies take their name only when papermill is done with them, so none is ever half-written.
 """
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import KernelsLibError, NotebookExecutionError, NotebookNotFoundError, ParametersCellError
+from . import manifest
 from . import site as static_site
-from ..fileio import write_json
+from ..fileio import remove_stale_temp_files, temp_path, write_json
 from ..paths import BUILD_DIR, CLASSIFICATION_DIR, GALLERY_SET, KERNELS_DIR, NOTEBOOK_DIR, figures_dir
 
 DB_DIR = KERNELS_DIR
@@ -122,6 +130,12 @@ def declared_parameters(path: Path | str) -> set[str]:
     return names
 
 
+def passed_parameters(path: Path, parameters: dict) -> dict:
+    """The `parameters` notebook `path` declares: only those are passed (papermill would inject the rest)."""
+    wanted = declared_parameters(path)
+    return {k: v for k, v in parameters.items() if k in wanted}
+
+
 def run_notebook(path: Path | str, parameters: dict, build_dir: Path | str, cwd: Path | str | None = None,
                  progress: bool = False, kernel_name: str = "python3") -> NotebookRun:
     """Execute one notebook with papermill into `build_dir`; raise `NotebookExecutionError` on a failing cell.
@@ -141,20 +155,26 @@ def run_notebook(path: Path | str, parameters: dict, build_dir: Path | str, cwd:
                          "overwrite the sources; choose another folder, e.g. build/notebooks")
     build_dir.mkdir(parents=True, exist_ok=True)
     executed = build_dir / path.name
-    wanted = declared_parameters(path)
-    passed = {k: v for k, v in parameters.items() if k in wanted}
+    passed = passed_parameters(path, parameters)
+    remove_stale_temp_files(build_dir)
+    partial = temp_path(executed)   # papermill rewrites its output after every cell: named only once done
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(path), str(executed), parameters=passed, kernel_name=kernel_name,
-            cwd=str(Path(cwd).resolve() if cwd is not None else path.parent),
-            progress_bar=progress, log_output=False,
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The specified file .* does not end in one of")
+            papermill.execute_notebook(
+                str(path), str(partial), parameters=passed, kernel_name=kernel_name,
+                cwd=str(Path(cwd).resolve() if cwd is not None else path.parent),
+                progress_bar=progress, log_output=False,
+            )
     except PapermillExecutionError as err:
         raise NotebookExecutionError(path.name, err.cell_index, err.ename, err.evalue, executed,
                                      err.exec_count, _failing_line(err.traceback, err.source)) from err
     except Exception as err:  # kernel died, timed out, could not start: still name the notebook
         raise NotebookExecutionError(path.name, None, type(err).__name__, str(err), executed) from err
+    finally:
+        if partial.exists():    # the executed copy, failed cells included, replaces the last one whole
+            os.replace(partial, executed)
     return NotebookRun(path.name, executed, time.perf_counter() - start)
 
 
@@ -164,8 +184,12 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
             db_dir: Path | str = DB_DIR, parameters: dict | None = None,
             progress: bool = True, log=print, site: bool = True,
             site_dir: Path | str | None = None,
-            classification_dir: Path | str = CLASSIFICATION_DIR) -> list[NotebookRun]:
+            classification_dir: Path | str = CLASSIFICATION_DIR, restart: bool = False) -> list[NotebookRun]:
     """Run the numbered notebooks in order with the parameters of `model_set`; stop at the first failure.
+
+    A notebook the build folder's run manifest records as completed with the same fingerprint, its
+    outputs unchanged, is skipped (`manifest.Manifest.decide`); `restart` forgets the record and runs
+    every selected notebook. Returns the runs of the notebooks that ran.
 
     `parameters` override or extend the defaults (e.g. `{"seed": 1}`); each notebook gets the
     ones it declares. `log` receives one line per notebook (pass `None` for silence). Then, with
@@ -173,12 +197,29 @@ def run_all(model_set: str = DEFAULT_MODEL_SET, only: str | None = None,
     run's output folder become the static site in `site_dir` (default: `site/` beside `build_dir`).
     """
     notebooks = list_notebooks(notebook_dir, only)
+    order = [p.name for p in list_notebooks(notebook_dir)]
     params = {**default_parameters(model_set, output_dir, db_dir, classification_dir), **(parameters or {})}
     say = log if log is not None else (lambda *_: None)
+    build_dir = Path(build_dir).resolve()
+    record = manifest.Manifest.load(build_dir)
+    if restart:
+        record.forget(p.name for p in notebooks)
+    static = manifest.static_parts(params["model_set"])
+    roots = [params["output_dir"], params["db_dir"], params["classification_dir"]]
+    manifest.remove_temporaries([*roots, build_dir])
     runs = []
     for i, path in enumerate(notebooks, 1):
+        at = order.index(path.name)
+        parts = record.fingerprint(path.name, path, passed_parameters(path, params), static, order[:at])
+        decision = record.decide(path.name, parts, build_dir / path.name, order[at + 1:])
+        if not decision.run:
+            say(f"[{i}/{len(notebooks)}] {path.name} skipped: {decision.reason} (recorded in {record.path})")
+            continue
+        say(f"[{i}/{len(notebooks)}] {path.name} runs: {'--restart' if restart else decision.reason}")
+        record.started(path.name, parts, manifest.snapshot(roots))
         say(f"[{i}/{len(notebooks)}] {path.name} (model set {model_set!r}) ...")
         run = run_notebook(path, params, build_dir, cwd=path.parent, progress=progress)
+        record.completed(path.name, roots, run.seconds)
         say(f"[{i}/{len(notebooks)}] {path.name} done in {run.seconds:.1f} s -> {run.executed}")
         runs.append(run)
     if site:
@@ -214,6 +255,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db-dir", default=str(DB_DIR), help="kernel database folder (default: data/kernels/)")
     parser.add_argument("--classification-dir", default=str(CLASSIFICATION_DIR),
                         help="classifications and the set's own autoencoders (default: data/results/)")
+    parser.add_argument("--restart", action="store_true",
+                        help="run every notebook again, even those the run manifest records as completed with the "
+                             "same notebook, parameters, code and inputs (by default a rerun skips them)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
     parser.add_argument("--no-site", action="store_true",
                         help="do not render the executed notebooks and figures to the HTML site")
@@ -225,7 +269,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         run_all(model_set=args.models, only=args.only, build_dir=args.build_dir, notebook_dir=args.notebook_dir,
                 output_dir=args.output_dir, db_dir=args.db_dir, progress=not args.no_progress,
-                site=not args.no_site, site_dir=args.site_dir, classification_dir=args.classification_dir)
+                site=not args.no_site, site_dir=args.site_dir, classification_dir=args.classification_dir,
+                restart=args.restart)
     except KernelsLibError as err:
         print(f"kernels_lib figures: error: {err}", file=sys.stderr)
         return EXIT_ERROR
