@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from kernels_lib.errors import CorruptFileError
 from kernels_lib.method import dog
-from kernels_lib.training import fashion, study
+from kernels_lib.training import fashion, photos, study
 from kernels_lib.training.datasets import DatasetError, training_data
 from kernels_lib.training.fashion import GreyImages, read_idx
 from kernels_lib.training.loop import TrainConfig, train
@@ -139,3 +140,35 @@ def test_a_study_config_differs_from_the_default_run_only_where_the_study_says()
     assert {"run", "data", "weight_decay", "seed"} <= changed <= {"run", "data", "weight_decay", "seed",
                                                                   "snapshot_epochs", *study.SETTINGS}
     assert config.epochs * config.crops_per_epoch < base.epochs * base.crops_per_epoch
+
+
+#: A few steps of a small net on the scikit-image photographs (no download).
+TINY = {"epochs": 1, "crops_per_epoch": 64, "batch_size": 32, "width": 8, "depth": 2, "crop_size": 16,
+        "data_options": {"keys": list(photos.SKIMAGE_KEYS), "short_side": 96}}
+
+
+def test_a_tiny_study_records_every_cell_and_its_twins_and_resumes_without_retraining(tmp_path):
+    path = tmp_path / "study" / "seed0.json"
+    result = study.run_study(path, data=("photos", "photos-iid"), weight_decays=(0.0, 0.5), seeds=(0,),
+                             settings=TINY, runs_dir=tmp_path / "runs", progress=False)
+    assert [(r["data"], r["weight_decay"]) for r in result["runs"]] == [
+        ("photos", 0.0), ("photos", 0.5), ("photos-iid", 0.0), ("photos-iid", 0.5)]
+    assert [t["data"] for t in result["twins"]] == ["photos", "photos-iid"]
+    for run in result["runs"]:
+        assert run["steps"] == 2 and 0 <= run["val_accuracy"] <= 1
+        # two steps at the full rate (a one-step warm-up, then the cosine's first step): lr·wd·2
+        assert run["integrated_weight_decay"] == pytest.approx(1e-2 * run["weight_decay"] * 2)
+        assert run["nn_cosine_to_real"] is not None and -1 <= run["nn_cosine_symmetric"] <= 1
+    for twin in result["twins"]:
+        assert twin["clustered"] == 0.0            # Kaiming noise at step 0 is not DoG-shaped
+    written = path.read_bytes()
+    again = study.run_study(path, data=("photos", "photos-iid"), weight_decays=(0.0, 0.5), seeds=(0,),
+                            settings=TINY, runs_dir=tmp_path / "elsewhere", progress=False)
+    assert path.read_bytes() == written and not (tmp_path / "elsewhere").exists()
+    assert again["runs"] == json.loads(written)["runs"]
+    frame = study.study_frame(path.parent)
+    table = study.cell_table(frame, "clustered", data=("photos", "photos-iid"))
+    assert list(table.index) == ["photos", "photos-iid", "random init"] and list(table.columns) == [0.0, 0.5]
+    with pytest.raises(study.StudyError, match="settings"):
+        study.run_study(path, data=("photos",), weight_decays=(0.0,), seeds=(0,), settings={**TINY, "epochs": 2},
+                        runs_dir=tmp_path / "runs", progress=False)

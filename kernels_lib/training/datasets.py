@@ -8,8 +8,8 @@ parts of the same photographs rather than recall of seen pixels.
 
 `training_data(name)` resolves the data a run names: "photos" (the pinned corpus of
 `kernels_lib.photos`), "photos-phase" and "photos-iid" (the same photographs phase-scrambled or
-replaced by i.i.d. noise of the same mean and variance: the controls), "fashion-mnist" (`fashion`), a folder in `ImageFolder`
-layout, or a torchvision data set by name (CIFAR-10/100, STL-10, Imagenette, ImageNet), which
+replaced by i.i.d. noise of the same mean and variance: the controls), "fashion-mnist" (`fashion`), a
+folder in `ImageFolder` layout, or a torchvision data set by name (CIFAR-10/100, STL-10, Imagenette, ImageNet), which
 needs internet once or a local copy.
 """
 from __future__ import annotations

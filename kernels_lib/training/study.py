@@ -41,7 +41,7 @@ from ..paths import TRAINING_DIR, cache_dir
 from ..preprocess import centre_normalise, degenerate_mask
 from ..records import kernel_table
 from ..database.store import read_kernels
-from ..vocab import UNCLUSTERED, paper_threshold
+from ..vocab import UNCLUSTERED, order_classes, paper_threshold
 from .datasets import training_data
 from .default_runs import DEFAULT_RUNS
 from .labels import clustering_summary
@@ -71,10 +71,9 @@ class StudyError(KernelsLibError, ValueError):
 def study_config(data: str, weight_decay: float, seed: int, settings: dict | None = None) -> TrainConfig:
     """The run of one cell: the default 7×7 Kaiming run's config with the study's data, weight decay, seed
     and (shorter) `settings` (default `SETTINGS`)."""
-    base = DEFAULT_RUNS["kaiming-7x7"]
-    return dataclasses.replace(base, run=f"{data}-wd{weight_decay:g}-seed{seed}", data=data,
-                               weight_decay=float(weight_decay), seed=int(seed), snapshot_epochs=(),
-                               data_options=DATA_OPTIONS.get(data, {}), **(settings or SETTINGS))
+    changes = {"data_options": DATA_OPTIONS.get(data, {}), **(settings or SETTINGS)}
+    return dataclasses.replace(DEFAULT_RUNS["kaiming-7x7"], run=f"{data}-wd{weight_decay:g}-seed{seed}", data=data,
+                               weight_decay=float(weight_decay), seed=int(seed), snapshot_epochs=(), **changes)
 
 
 def _number(value) -> float | None:
@@ -258,9 +257,13 @@ def study_frame(folder=STUDY_DIR) -> pd.DataFrame:
                       pd.DataFrame(twins).assign(kind="random init", weight_decay=np.nan)], ignore_index=True)
 
 
-def reference_record(folder=STUDY_DIR) -> dict:
-    """The real bank's measures as the study recorded them."""
-    return json.loads(study_files(folder)[0].read_text())["reference"]
+def study_meta(folder=STUDY_DIR) -> dict:
+    """The study's settings, network and the real bank's measures (`real_reference`); every file must agree."""
+    heads = [{k: v for k, v in json.loads(path.read_text()).items() if k not in ("runs", "twins")}
+             for path in study_files(folder)]
+    if any(head != heads[0] for head in heads[1:]):
+        raise StudyError(f"the study files in {folder} were made with different settings; keep one study per folder")
+    return heads[0]
 
 
 def cell_table(frame: pd.DataFrame, value: str, data=DATA) -> pd.DataFrame:
@@ -289,3 +292,54 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def share_table(frame: pd.DataFrame, weight_decay: float, reference: dict | None = None, data=DATA) -> pd.DataFrame:
+    """Merged class shares (mean over seeds): one row per data trained at `weight_decay`, then the random-init
+    twins (mean over data and seeds), then the real bank's (`reference`, when given); columns in class order."""
+    def mean_shares(rows: pd.DataFrame) -> pd.Series:
+        return pd.DataFrame(list(rows["shares"])).fillna(0.0).mean()
+
+    trained = frame[(frame["kind"] == "trained") & np.isclose(frame["weight_decay"], weight_decay)]
+    rows = {name: mean_shares(trained[trained["data"] == name]) for name in data if (trained["data"] == name).any()}
+    rows["random init"] = mean_shares(frame[frame["kind"] == "random init"])
+    if reference is not None:
+        rows["PP-OCRv6 det (real)"] = pd.Series(reference["shares"])
+    table = pd.DataFrame(rows).T.fillna(0.0)
+    return table[order_classes(list(table.columns))]
+
+
+def weight_decay_labels(frame: pd.DataFrame) -> list[str]:
+    """Column labels of a `cell_table`: each weight decay with its Σ lr·wd over the run."""
+    trained = frame[frame["kind"] == "trained"]
+    sums = trained.groupby("weight_decay")["integrated_weight_decay"].mean()
+    return [f"{wd:g}\nΣ {total:.2f}" for wd, total in sums.items()]
+
+
+#: Measures of `summary_table` (column: source field, scale).
+SUMMARY_MEASURES = {"clustered_pct": ("clustered", 100), "first_derivative_pct": ("first_derivative_share", 100),
+                    "template_cosine_median": ("template_cosine_median", 1),
+                    "fit_clustered_pct": ("fit_clustered", 100), "median_sigma": ("median_sigma", 1),
+                    "nn_cosine_symmetric": ("nn_cosine_symmetric", 1),
+                    "share_distance_to_real": ("share_distance_to_real", 1), "val_accuracy_pct": ("val_accuracy", 100)}
+
+
+def summary_table(frame: pd.DataFrame, data=DATA) -> pd.DataFrame:
+    """One row per data and weight decay, then one per data for its random-init twins: the mean over seeds of
+    each `SUMMARY_MEASURES` (None where undefined), the seed count, and the spread of % clustered over seeds."""
+    rows = []
+    for (kind, name, wd), part in frame.groupby(["kind", "data", frame["weight_decay"].fillna(-1.0)], sort=False):
+        row = {"data": name, "kind": kind, "weight_decay": None if wd < 0 else wd,
+               "integrated_weight_decay": part["integrated_weight_decay"].mean() if wd >= 0 else None,
+               "n_seeds": int(part["seed"].nunique())}
+        for column, (source, scale) in SUMMARY_MEASURES.items():
+            values = pd.to_numeric(part[source], errors="coerce") * scale
+            row[column] = values.mean() if values.notna().any() else None
+        clustered = pd.to_numeric(part["clustered"], errors="coerce") * 100
+        row["clustered_pct_min"], row["clustered_pct_max"] = clustered.min(), clustered.max()
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = {name: i for i, name in enumerate(data)}
+    table["_order"] = table["data"].map(order).fillna(len(order)) + (table["kind"] != "trained") * 0.5
+    return table.sort_values(["kind", "_order", "weight_decay"], ascending=[False, True, True],
+                             na_position="last").drop(columns="_order").reset_index(drop=True)
