@@ -69,8 +69,11 @@ def factorial_heatmap(table: pd.DataFrame, title: str, value_label: str, column_
         raise ValueError("no cells to plot")
     fig = Figure(figsize=(1.25 * values.shape[1] + 3.2, 0.55 * values.shape[0] + 1.9), layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto", vmin=vmin,
-                      vmax=vmax if vmax is not None else (np.nanmax(values) if np.isfinite(values).any() else 1.0))
+    finite = values[np.isfinite(values)]
+    low = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
+    high = vmax if vmax is not None else (finite.max() if finite.size else low + 1.0)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto", vmin=low,
+                      vmax=high if high > low else low + 1.0)      # all cells equal (e.g. all 0 %): a flat scale
     top = image.norm.vmax
     for (i, j), v in np.ndenumerate(values):
         text = "n/a" if not np.isfinite(v) else fmt.format(v)
