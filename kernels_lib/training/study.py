@@ -284,10 +284,12 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--weight-decays", type=float, nargs="+", default=list(WEIGHT_DECAYS))
+    parser.add_argument("--data", nargs="+", default=list(DATA), choices=DATA)
     parser.add_argument("--out", type=Path, default=None, help="the JSON file (default STUDY_DIR/seed<N>.json)")
     args = parser.parse_args(argv)
     out = args.out or STUDY_DIR / f"seed{'-'.join(str(s) for s in args.seeds)}.json"
-    run_study(out, seeds=tuple(args.seeds))
+    run_study(out, data=tuple(args.data), weight_decays=tuple(args.weight_decays), seeds=tuple(args.seeds))
 
 
 if __name__ == "__main__":
