@@ -296,6 +296,12 @@ if __name__ == "__main__":
     main()
 
 
+def cell_values(table: pd.DataFrame, scale: float = 100.0, digits: int = 2) -> dict:
+    """A `cell_table` as {weight decay: {data: value × scale}} for a results file; None for an empty cell."""
+    scaled = (table * scale).round(digits)
+    return {wd: {name: (None if pd.isna(v) else float(v)) for name, v in scaled[wd].items()} for wd in scaled.columns}
+
+
 def share_table(frame: pd.DataFrame, weight_decay: float, reference: dict | None = None, data=DATA) -> pd.DataFrame:
     """Merged class shares (mean over seeds): one row per data trained at `weight_decay`, then the random-init
     twins (mean over data and seeds), then the real bank's (`reference`, when given); columns in class order."""
