@@ -48,7 +48,7 @@ from .labels import clustering_summary
 from .loop import TrainConfig, integrated_weight_decay, train
 
 DATA = ("photos", "photos-phase", "photos-iid", "fashion-mnist")
-WEIGHT_DECAYS = (0.0, 0.05, 0.5, 1.0)
+WEIGHT_DECAYS = (0.0, 0.05, 0.2, 0.5, 1.0)
 SEEDS = (0, 1)
 STUDY_DIR = TRAINING_DIR / "factorial"
 FIRST_DERIVATIVE = "1st-derivative"
@@ -253,6 +253,10 @@ def study_frame(folder=STUDY_DIR) -> pd.DataFrame:
         study = json.loads(path.read_text())
         runs += study["runs"]
         twins += study["twins"]
+    keys = [_key(r) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise StudyError(f"the study files in {folder} hold some runs twice (the same data, weight decay and seed); "
+                         "keep each seed in one file")
     return pd.concat([pd.DataFrame(runs).assign(kind="trained"),
                       pd.DataFrame(twins).assign(kind="random init", weight_decay=np.nan)], ignore_index=True)
 
