@@ -141,3 +141,24 @@ def test_22_falls_back_to_the_largest_trained_model_of_the_set(tmp_path, smoke_d
                                large_run="no-such-run")
     chosen = recorded["chosen_layers"]
     assert chosen["shown_model"] not in ("hornet_tiny_7x7", "not_in_the_set") and len(chosen["layers"]) == 3
+
+
+@pytest.mark.slow
+def test_23_shows_every_cell_of_the_committed_factorial_study_as_recorded(tmp_path):
+    from kernels_lib.training import study
+
+    recorded, _ = run_notebook("23_", tmp_path)
+    runs = [run for path in sorted(study.STUDY_DIR.glob("*.json")) for run in json.loads(path.read_text())["runs"]]
+    cells = {}
+    for run in runs:
+        cells.setdefault((run["data"], run["weight_decay"]), []).append(run)
+    assert len({d for d, _ in cells}) >= 4 and len({wd for _, wd in cells}) >= 4
+    assert all(len(seeds) >= 2 for seeds in cells.values())               # every cell has two seeds or more
+    for (data, wd), seeds in cells.items():
+        for name, field in (("clustered_pct", "clustered"), ("first_derivative_pct", "first_derivative_share")):
+            expected = 100 * sum(run[field] for run in seeds) / len(seeds)
+            assert recorded[name][str(float(wd))][data] == pytest.approx(expected, abs=0.006)
+    assert all(value == 0.0 for value in (row["random init"] for row in recorded["clustered_pct"].values()))
+    assert recorded["reference"]["n_kernels"] == 384
+    for figure in recorded["figures"].values():
+        assert_png(figure)

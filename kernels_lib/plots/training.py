@@ -57,3 +57,32 @@ def comparison_table_figure(table: pd.DataFrame, value_cols, labels, title: str 
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def factorial_heatmap(table: pd.DataFrame, title: str, value_label: str, column_labels=None, scale: float = 100.0,
+                      fmt: str = "{:.1f}", vmin: float | None = 0.0, vmax: float | None = None,
+                      xlabel: str = "AdamW weight decay (Σ lr·wd over the run)", ylabel: str = "training data") -> Figure:
+    """A data × weight-decay table as a heatmap with each cell's value written in it (times `scale`, e.g. %),
+    rows in the table's order; NaN cells are left blank and marked "n/a"."""
+    values = table.to_numpy(dtype=float) * scale
+    if values.size == 0:
+        raise ValueError("no cells to plot")
+    fig = Figure(figsize=(1.25 * values.shape[1] + 3.2, 0.55 * values.shape[0] + 1.9), layout="constrained")
+    ax = fig.subplots()
+    finite = values[np.isfinite(values)]
+    low = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
+    high = vmax if vmax is not None else (finite.max() if finite.size else low + 1.0)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto", vmin=low,
+                      vmax=high if high > low else low + 1.0)      # all cells equal (e.g. all 0 %): a flat scale
+    top = image.norm.vmax
+    for (i, j), v in np.ndenumerate(values):
+        text = "n/a" if not np.isfinite(v) else fmt.format(v)
+        light = np.isfinite(v) and v < image.norm.vmin + 0.6 * (top - image.norm.vmin)
+        ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if light else "black")
+    ax.set_xticks(range(values.shape[1]), column_labels or [f"{c:g}" for c in table.columns], fontsize=7.5)
+    ax.set_yticks(range(values.shape[0]), [str(r) for r in table.index], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.colorbar(image, ax=ax, label=value_label, shrink=0.9)
+    ax.set_title(title, fontsize=10)
+    return fig

@@ -1,6 +1,7 @@
 """The appendix experiments: depthwise CNNs trained here (`loop`), their networks (`nets`), photographs and
 noise controls (`photos`, `datasets`), the default runs and the committed runs classified (`runs`), training
-under torchrun (`distributed`, `launch`) and how much a trained net uses its depthwise kernels (`ablation`).
+under torchrun (`distributed`, `launch`), how much a trained net uses its depthwise kernels (`ablation`),
+Fashion-MNIST (`fashion`) and the data × weight-decay factorial study (`study`).
 
 The training loop's API is re-exported here (`training.train`, `training.obtain_run`, ...), and importing
 this package registers the "training" model kind with `database.extract`.

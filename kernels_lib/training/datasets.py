@@ -8,8 +8,8 @@ parts of the same photographs rather than recall of seen pixels.
 
 `training_data(name)` resolves the data a run names: "photos" (the pinned corpus of
 `kernels_lib.training.photos`), "photos-phase" and "photos-iid" (the same photographs phase-scrambled or
-replaced by i.i.d. noise of the same mean and variance: the controls), a folder in `ImageFolder`
-layout, or a torchvision data set by name (CIFAR-10/100, STL-10, Imagenette, ImageNet), which
+replaced by i.i.d. noise of the same mean and variance: the controls), "fashion-mnist" (`fashion`), a
+folder in `ImageFolder` layout, or a torchvision data set by name (CIFAR-10/100, STL-10, Imagenette, ImageNet), which
 needs internet once or a local copy.
 """
 from __future__ import annotations
@@ -33,6 +33,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Photograph corpora by name: the photographs themselves, or a control made from each of them.
 PHOTO_CORPORA = {"photos": None, "photos-phase": photos.phase_scrambled, "photos-iid": photos.iid_noise}
+#: Fashion-MNIST (kernels_lib.training.fashion): a real labelled set of grey clothing photographs, not natural scenes.
+FASHION_MNIST = "fashion-mnist"
 #: torchvision data sets by name: (class name, what a missing copy needs).
 TORCHVISION = {
     "cifar10": ("CIFAR10", "internet once (download=True) or the extracted cifar-10-batches-py folder"),
@@ -50,6 +52,17 @@ class DatasetUnavailableError(KernelsLibError, FileNotFoundError):
 
 class DatasetError(KernelsLibError, ValueError):
     """Data that cannot serve as asked (e.g. photographs too small for the crop); the message says what to change."""
+
+
+def batch_slices(n: int, batch_size: int, place: Place | None = None) -> Iterator[slice]:
+    """The batches of an epoch of `n` items as slices; with `place` (a process of a distributed run), this
+    process's contiguous share of each batch (`distributed.shard`)."""
+    for start in range(0, n, batch_size):
+        if place is None:
+            yield slice(start, start + batch_size)
+        else:
+            own = shard(min(batch_size, n - start), place)
+            yield slice(start + own.start, start + own.stop)
 
 
 @dataclass(frozen=True)
@@ -185,11 +198,7 @@ class PhotoCrops:
             labels = rng.integers(0, self.n_classes, n)
             tops, lefts = self.sample_positions(labels, rng)
         flips = rng.random(n) < 0.5 if self.flip else None
-        for start in range(0, n, batch_size):
-            part = slice(start, start + batch_size)
-            if place is not None:
-                own = shard(min(batch_size, n - start), place)
-                part = slice(start + own.start, start + own.stop)
+        for part in batch_slices(n, batch_size, place):
             yield self._crops(labels[part], tops[part], lefts[part], None if flips is None else flips[part])
 
     def validation_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -354,18 +363,22 @@ def torchvision_data(name: str, root=None, download: bool = False, crop_size: in
 
 
 def training_data(name: str, **options):
-    """The data a run names: a photograph corpus, an ImageFolder path or a torchvision data set.
+    """The data a run names: a photograph corpus, Fashion-MNIST, an ImageFolder path or a torchvision data set.
 
-    options go to `photo_crops`, `image_folder` or `torchvision_data`.
+    options go to `photo_crops`, `fashion.fashion_mnist`, `image_folder` or `torchvision_data`.
     """
     if name in PHOTO_CORPORA:
         return photo_crops(name, **options)
+    if name == FASHION_MNIST:
+        from .fashion import fashion_mnist     # imports this module: loaded on demand
+
+        return fashion_mnist(**options)
     if name.lower().replace("-", "") in TORCHVISION:
         return torchvision_data(name, **options)
     path = Path(name).expanduser()
     if path.is_dir():
         return image_folder(path, **options)
     raise DatasetUnavailableError(
-        f"no data {name!r}: not a photograph corpus ({', '.join(PHOTO_CORPORA)}), not a torchvision data set "
-        f"({', '.join(TORCHVISION)}) and not a folder (looked for {path.resolve()}); "
-        f"{did_you_mean(name, [*PHOTO_CORPORA, *TORCHVISION])}".rstrip("; "))
+        f"no data {name!r}: not a photograph corpus ({', '.join(PHOTO_CORPORA)}), not {FASHION_MNIST!r}, not a "
+        f"torchvision data set ({', '.join(TORCHVISION)}) and not a folder (looked for {path.resolve()}); "
+        f"{did_you_mean(name, [*PHOTO_CORPORA, FASHION_MNIST, *TORCHVISION])}".rstrip("; "))

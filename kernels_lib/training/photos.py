@@ -252,15 +252,16 @@ def _accept(fetched: Path, deb: DebPackage, target: Path) -> str | None:
     return None
 
 
-def deb_path(name: str, mirrors=MIRRORS, timeout: float = 60.0, use_apt: bool = True) -> Path:
-    """The pinned .deb in the cache, fetched on first use and checked against its sha256.
+def deb_path(name: str | DebPackage, mirrors=MIRRORS, timeout: float = 60.0, use_apt: bool = True) -> Path:
+    """The pinned .deb (a `DEBS` name, or a `DebPackage` pinned elsewhere) in the cache, fetched on first
+    use and checked against its sha256.
 
     Tried in order: each of `mirrors` (the archive's pool over HTTP(S)), then `apt-get download`.
     A download whose hash differs is discarded and the next source is tried.
     """
-    if name not in DEBS:
+    if not isinstance(name, DebPackage) and name not in DEBS:
         raise UnknownModelError(f"no pinned Debian package {name!r}; known: {', '.join(DEBS)}")
-    deb = DEBS[name]
+    deb = name if isinstance(name, DebPackage) else DEBS[name]
     target = cache_dir("photos", "debs") / deb.filename
     if target.is_file():
         if sha256_file(target) == deb.sha256:
