@@ -324,7 +324,7 @@ def train(
     device = torch.device(device) if device is not None else default_device()
     batch = min(int(batch_size), n)
     if max_epochs is None:
-        window_batches = max(1, math.ceil(window / batch))
+        window_batches = max(1, math.ceil(min(window, max_samples) / batch))
         max_windows = max(1, math.ceil(max_samples / (window_batches * batch)))
     else:   # the epoch rule: a window is one pass over the corpus
         window_batches, max_windows = math.ceil(n / batch), int(max_epochs)
