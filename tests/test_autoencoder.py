@@ -271,3 +271,19 @@ def test_saved_directory_follows_the_umask(trained, tmp_path):
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask
     assert {stat.S_IMODE(p.stat().st_mode) for p in target.iterdir()} == {0o666 & ~mask}
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_openmp_waits_passively_unless_told_otherwise(preset):
+    """Importing kernels_lib (before torch) makes OpenMP threads wait passively; spinning ones starve each
+    other on a loaded machine. A policy the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    out = subprocess.run([sys.executable, "-c", "import kernels_lib, os; print(os.environ['OMP_WAIT_POLICY'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == (preset or "PASSIVE")
