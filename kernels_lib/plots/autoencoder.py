@@ -58,15 +58,16 @@ def loss_curve(history, best: int | None = None, title: str | None = None,
         raise ValueError("history must be a non-empty list of finite losses (Autoencoder.provenance['loss_history'])")
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.subplots()
-    steps = np.arange(1, len(loss) + 1) * (window_samples or 1)
+    steps = np.arange(1, len(loss) + 1) * (window_samples / 1e6 if window_samples else 1)
     ax.plot(steps, loss, marker="o", ms=3, lw=1.2, color="#2471a3")
     if best:
         ax.axvline(steps[best - 1], color="#c0392b", ls="--", lw=0.8)
         ax.annotate(f"kept: {'window' if window_samples else 'epoch'} {best}\nloss {loss[best - 1]:.4f}",
                     (steps[best - 1], loss[best - 1]), textcoords="offset points", xytext=(8, 12), fontsize=8,
                     color="#c0392b")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(f"kernels seen (a loss every {window_samples:,})" if window_samples else "epoch")
+    if not window_samples:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"millions of kernels seen (a loss every {window_samples:,})" if window_samples else "epoch")
     ax.set_ylabel("mean 1 − cos(x, x̂)")
     if loss.min() > 0 and loss.max() / loss.min() > 5:
         ax.set_yscale("log")
