@@ -104,6 +104,18 @@ def test_same_seed_same_weights_other_seed_differs():
     assert a.provenance["loss_history"] == b.provenance["loss_history"]
 
 
+def test_training_can_continue_from_an_autoencoder(trained):
+    """init= starts from its weights: the first epoch's loss is already near the trained one's best
+    (a fresh network's first epoch is far above it), and the provenance says so; other widths are refused."""
+    ae, kernels, _, _ = trained
+    kw = dict(hidden=SMALL, lr=1e-4, batch_size=32, max_epochs=1, device="cpu", num_threads=1, progress=False)
+    fresh, warm = train(kernels, seed=3, **kw), train(kernels, seed=3, init=ae, **kw)
+    assert warm.provenance["loss_history"][0] < 1.5 * ae.provenance["best_loss"] < fresh.provenance["loss_history"][0]
+    assert warm.provenance["init"]["best_loss"] == ae.provenance["best_loss"] and fresh.provenance["init"] is None
+    with pytest.raises(ValueError, match="hidden widths"):
+        train(kernels, **{**kw, "hidden": (8, 4)}, init=ae)
+
+
 def test_degenerate_kernels_are_excluded_and_counted():
     kernels, _, _ = _three_patterns(n_per_class=40)
     bad = np.stack([np.zeros((5, 5)), np.full((5, 5), 2.0), np.full((5, 5), np.nan)])

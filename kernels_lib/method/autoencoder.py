@@ -297,6 +297,7 @@ def train(
     progress: bool = True,
     corpus=None,
     max_epochs: int | None = None,
+    init: "Autoencoder | None" = None,
 ) -> Autoencoder:
     """Train an autoencoder on kernels [N, k, k] (or an already `Prepared` set).
 
@@ -310,8 +311,14 @@ def train(
 
     `num_threads`: torch's CPU threads while training (default: every core, `ae_loop.default_threads`).
     Same seed, data, device and thread count → same weights. `corpus` describes the training
-    data for the provenance (a string or a JSON-able dict).
+    data for the provenance (a string or a JSON-able dict). `init`, an autoencoder of the same
+    shape and widths, gives the starting weights instead of a random initialisation (continued
+    training: its provenance's `init` records where they came from).
     """
+    if init is not None and (tuple(init.hidden) != tuple(int(h) for h in hidden)
+                             or abs(init.negative_slope - float(negative_slope)) > 0):
+        raise ValueError(f"init has hidden widths {init.hidden} and slope {init.negative_slope}; "
+                         f"training asked for {tuple(hidden)} and {negative_slope}")
     prep = kernels if isinstance(kernels, Prepared) else prepare(np.asarray(kernels))
     kh, kw = prep.kernel_shape
     n = len(prep.coords)
@@ -333,6 +340,10 @@ def train(
     with torch.random.fork_rng(devices=[]), _deterministic(device), _torch_threads(threads):
         torch.manual_seed(seed)
         module = KernelAutoencoder(len(prep.coords[0]), hidden, negative_slope).to(device)
+        if init is not None:
+            if tuple(init.kernel_shape) != (kh, kw):
+                raise ValueError(f"init is a {init.kernel_shape} autoencoder, the kernels are {(kh, kw)}")
+            module.load_state_dict(init.module.state_dict())
         gen = torch.Generator().manual_seed(seed)
         data = torch.as_tensor(prep.coords, dtype=torch.float32, device=device)
         opt = torch.optim.Adam(module.parameters(), lr=lr)
@@ -372,6 +383,9 @@ def train(
         "best_window": plateau.best_window,
         "samples_seen": state.samples_seen,
         "epochs_run": round(state.samples_seen / n, 3),
+        "init": None if init is None else {"decision": init.provenance.get("decision"),
+                                           "epochs_run": init.provenance.get("epochs_run"),
+                                           "best_loss": init.provenance.get("best_loss")},
         "best_loss": plateau.best,
         "loss_history": history,
         # Codes piled at the sigmoid ends mean a collapsed code (seen with too high a learning rate).
