@@ -27,7 +27,7 @@ notebook's fixed cost from the part that grows) against what drives it (weights 
 the kernels notebook 05 trains an autoencoder on, all kernels, or nothing), extended to the full set's
 value, counted on the meta device (`kernels_lib.database.census`). A rough estimate, and the JSON says so.
 Notebook 05's training at the full size is far beyond any subset: `--probe-training` times one
-epoch of the 7×7 autoencoder on as many (random) kernels as the full set has, and its peak RSS.
+window of the 7×7 autoencoder on as many (random) kernels as the full set has, and its peak RSS.
 
     nice -n 10 python benchmarks/rehearse_paper.py --subset mobilenetv3_large_100.ra_in1k,efficientnet_b0.ra_in1k
     python benchmarks/rehearse_paper.py --subset 1 --dry-run     # write the cache and subset, print the command
@@ -297,7 +297,7 @@ def estimate_full(runs: list[dict], full: dict) -> dict:
                   "weights bytes, 7x7 kernels, kernels notebook 05 trains on, all kernels, or nothing; peak RSS: "
                   "the same, except notebook 01 (the largest model) and 03 (conv weights of every model, held at "
                   "once)), extended to the full set. Rough: the subset is 40k kernels of 5 small models, the full "
-                  "set 1.5M of 82; it assumes the same epochs in notebook 05 and cost linear in its driver.",
+                  "set 1.5M of 82; it assumes cost linear in its driver.",
         "runs": [{"tags": r["tags"], **{k: r["quantities"][k] for k in ("weights_bytes", "kernels_all")}} for r in runs],
         "notebooks": rows,
         "notebooks_seconds": round(sum(known)) if len(known) == len(rows) else None,
@@ -317,35 +317,38 @@ def _as_point(record: dict, entries: list[dict]) -> dict:
 
 
 PROBE = """
-import sys, time
+import sys
 import numpy as np
 from kernels_lib.method import autoencoder
-n, k = int(sys.argv[1]), int(sys.argv[2])
+n, k, samples = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 kernels = np.random.default_rng(0).standard_normal((n, k, k)).astype(np.float32)
-start = time.perf_counter()
-autoencoder.train(kernels, max_epochs=1, num_threads=1, progress=False, seed=0)
-print(time.perf_counter() - start)
+p = autoencoder.train(kernels, window=samples, max_samples=samples, progress=False, seed=0).provenance
+print(p["train_seconds"], p["samples_seen"], p["torch_threads"])
 """
 
 
 def probe_training(full: dict) -> dict:
-    """Notebook 05 at the full set's size, which no subset reaches: one epoch of the 7×7 autoencoder (the
-    largest corpus) on as many random kernels, in a fresh process; its time and peak RSS."""
+    """Notebook 05 at the full set's size, which no subset reaches: one window of the 7×7 autoencoder (the
+    largest corpus) on as many random kernels, with the package's defaults, in a fresh process; its
+    kernels per second and peak RSS. Training stops after at most `max_samples` kernels seen, whatever
+    the corpus size, so that bounds notebook 05's time."""
     import resource
 
     n = full["kernels"].get("7x7", 0)
-    done = subprocess.run([sys.executable, "-c", PROBE, str(n), "7"], capture_output=True, text=True, check=True)
-    epoch = float(done.stdout.strip().splitlines()[-1])
-    epochs = autoencoder.TRAINING_DEFAULTS["max_epochs"]
+    window = autoencoder.TRAINING_DEFAULTS["window"]
+    done = subprocess.run([sys.executable, "-c", PROBE, str(n), "7", str(window)], capture_output=True, text=True,
+                          check=True)
+    seconds, seen, threads = done.stdout.strip().splitlines()[-1].split()
+    rate = int(seen) / float(seconds)
+    most = autoencoder.TRAINING_DEFAULTS["max_samples"]
     sizes = [size for size in ("5x5", "7x7") if full["kernels"].get(size, 0) >= per_set.MIN_TRAINED_KERNELS]
-    per_kernel_epoch = epoch / n
-    return {"what": f"one training epoch of the 7x7 autoencoder on {n:,} random kernels (the full set's 7x7 count), "
-                    "num_threads 1, in a fresh process",
-            "one_epoch_seconds": round(epoch, 1),
+    return {"what": f"one window ({int(seen):,} kernels seen) of the 7x7 autoencoder on {n:,} random kernels (the "
+                    f"full set's 7x7 count), the package's training defaults ({threads} threads), in a fresh process",
+            "samples_per_second": round(rate, 1),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-            "training_seconds_at_max_epochs": round(per_kernel_epoch * epochs * full["training_kernels"]),
-            "assumes": f"{epochs} epochs (the most; a plateau stops earlier) for each of {', '.join(sizes)}, "
-                       "the same cost per kernel and epoch for 5x5 as for 7x7"}
+            "training_seconds_at_max_samples": round(most / rate * len(sizes)),
+            "assumes": f"{most:,} kernels seen (the most; a plateau stops earlier) for each of {', '.join(sizes)}, "
+                       "the same cost per kernel for 5x5 as for 7x7"}
 
 
 def reestimate(path: Path, calibration: list[Path], probe: bool = False) -> int:
@@ -387,7 +390,7 @@ def main(argv=None) -> int:
     parser.add_argument("--calibration", type=Path, nargs="+", default=[], metavar="JSON",
                         help="with --estimate-only: records of other subset runs (e.g. a smaller one) to fit with")
     parser.add_argument("--probe-training", action="store_true",
-                        help="with --estimate-only: also time one epoch of notebook 05's training at the full size")
+                        help="with --estimate-only: also time one window of notebook 05's training at the full size")
     args = parser.parse_args(argv)
     if args.estimate_only:
         return reestimate(args.out, args.calibration, args.probe_training)

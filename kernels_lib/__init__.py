@@ -10,6 +10,14 @@ Three lines for your own model (see `kernels_lib.api`; the names do not shadow t
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP threads that wait for work by spinning starve each other when other processes load the
+# cores: autoencoder training on 2 threads ran 9× slower than with passive waiting on this 2-core
+# machine at load 13 (benchmarks/README.md). Set here, before torch loads OpenMP; a value the user
+# set is kept. (Imported torch first? Then it is too late for this process: set it in the shell.)
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .api import (classify_array, classify_kernels, cluster_shares, clustered_fraction,  # noqa: E402
                   extract_kernels)  # (modules read __version__)
 from . import training  # noqa: E402,F401  (registers the "training" model kind with database.extract)

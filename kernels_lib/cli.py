@@ -153,18 +153,22 @@ def add_train(sub) -> None:
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="add N kernels of the synthetic DoG-family bank to the corpus (default 0)")
     p.add_argument("--snr", type=float, default=4.0, help="signal-to-noise ratio of the synthetic bank")
-    p.add_argument("--epochs", type=int, default=D["max_epochs"],
-                   help=f"most epochs; training stops earlier on a plateau (default {D['max_epochs']})")
+    p.add_argument("--max-samples", type=int, default=D["max_samples"], metavar="N",
+                   help=f"most kernels seen; training stops earlier on a plateau (default {D['max_samples']:,})")
+    p.add_argument("--window", type=int, default=D["window"], metavar="N",
+                   help=f"kernels seen per loss evaluation of the plateau rule (default {D['window']:,})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="the reference autoencoders' rule instead: windows are passes over the corpus, at most this many")
     p.add_argument("--lr", type=float, default=D["lr"], help=f"Adam learning rate (default {D['lr']})")
     p.add_argument("--batch-size", type=int, default=D["batch_size"], help=f"default {D['batch_size']}")
     p.add_argument("--hidden", type=int, nargs="+", default=list(D["hidden"]), metavar="W",
                    help=f"hidden widths (default {' '.join(map(str, D['hidden']))})")
     p.add_argument("--patience", type=int, default=D["patience"],
-                   help=f"epochs without improvement before a learning-rate drop or the stop (default {D['patience']})")
+                   help=f"windows without improvement before a learning-rate drop or the stop (default {D['patience']})")
     p.add_argument("--lr-drops", type=int, default=D["lr_drops"],
                    help=f"learning-rate drops on a plateau before stopping (default {D['lr_drops']})")
     p.add_argument("--num-threads", type=int, default=None,
-                   help="torch CPU threads while training (small networks are often fastest on 1)")
+                   help="torch CPU threads while training (default: every core; 1 on a machine others load)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing autoencoder in --out")
     p.add_argument("--no-progress", action="store_true")
@@ -181,11 +185,12 @@ def run_train(args) -> int:
     synthetic = {"n": args.synthetic, "snr": args.snr, "seed": args.seed} if args.synthetic else None
     db = _database(args) if (args.models or args.db) else None
     ae = train_from_db(args.kernel_size, db, args.out, synthetic=synthetic, overwrite=args.overwrite,
-                       hidden=tuple(args.hidden), lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
-                       patience=args.patience, lr_drops=args.lr_drops, num_threads=args.num_threads,
-                       seed=args.seed, progress=not args.no_progress)
+                       hidden=tuple(args.hidden), lr=args.lr, batch_size=args.batch_size, max_samples=args.max_samples,
+                       window=args.window, max_epochs=args.epochs, patience=args.patience, lr_drops=args.lr_drops,
+                       num_threads=args.num_threads, seed=args.seed, progress=not args.no_progress)
     prov = ae.provenance
-    print(f"trained {args.kernel_size}x{args.kernel_size} autoencoder: {prov.get('epochs_run')} epochs, "
+    print(f"trained {args.kernel_size}x{args.kernel_size} autoencoder: {prov.get('samples_seen'):,} kernels seen "
+          f"({prov.get('epochs_run')} passes, {prov.get('torch_threads')} threads), "
           f"best loss {prov.get('best_loss'):.4f} -> {args.out}")
     return 0
 

@@ -9,6 +9,7 @@ from torch import nn
 from kernels_lib.method.autoencoder import (
     BASIS_FILE, CONFIG_FILE, PROVENANCE_FILE, WEIGHTS_FILE, Autoencoder, KernelAutoencoder, cosine_loss, train,
 )
+from kernels_lib.method.ae_loop import Plateau, batch_stream, default_threads
 from kernels_lib.method.corpus import train_from_db
 from kernels_lib.errors import CorruptFileError
 from kernels_lib.preprocess import prepare
@@ -128,7 +129,8 @@ def test_degenerate_kernels_are_excluded_and_counted():
         ae.encode(np.zeros((2, 7, 7)))
 
 
-def test_plateau_stops_training_and_keeps_the_best_epoch():
+def test_epoch_rule_stops_training_and_keeps_the_best_epoch():
+    """The reference autoencoders' rule (max_epochs given): a window is one pass over the corpus."""
     kernels, _, _ = _three_patterns(n_per_class=40)
     threads = torch.get_num_threads()
     ae = train(kernels, hidden=SMALL, max_epochs=50, patience=2, min_delta=10.0, lr_drops=0, device="cpu", num_threads=1,
@@ -136,13 +138,68 @@ def test_plateau_stops_training_and_keeps_the_best_epoch():
     # Epoch 1 improves on "nothing yet"; no later epoch can improve by 10: stop after 1 + patience.
     # The weights kept are those of the lowest loss, improvement by min_delta or not.
     p = ae.provenance
-    assert p["epochs_run"] == 3
-    assert p["best_epoch"] == int(np.argmin(p["loss_history"])) + 1 and p["best_loss"] == min(p["loss_history"])
+    assert p["stopping_rule"] == "epochs" and p["windows_run"] == 3 and p["epochs_run"] == 3.0
+    assert p["best_window"] == int(np.argmin(p["loss_history"])) + 1 and p["best_loss"] == min(p["loss_history"])
     assert ae.provenance["torch_threads"] == 1 and torch.get_num_threads() == threads   # restored
     # One learning-rate drop first: it buys another `patience` epochs.
     ae = train(kernels, hidden=SMALL, max_epochs=50, patience=2, min_delta=10.0, lr_drops=1, device="cpu",
                num_threads=1, progress=False)
-    assert ae.provenance["epochs_run"] == 5 and ae.provenance["lr_dropped_after_epochs"] == [3]
+    assert ae.provenance["windows_run"] == 5 and ae.provenance["lr_dropped_after_windows"] == [3]
+
+
+def test_plateau_rule_on_a_made_up_loss_curve():
+    """Progress resets the wait; `patience` windows without it drop the rate, then stop; the best
+    loss is tracked even when it improves by less than min_delta."""
+    rule = Plateau(patience=2, min_delta=0.1, lr_drops=1)
+    losses = [1.0, 0.8, 0.75, 0.72, 0.5, 0.45, 0.46]
+    verdicts = [rule.update(i + 1, v) for i, v in enumerate(losses)]
+    # 0.75 and 0.72 do not beat 0.8 by 0.1: the one drop after window 4. 0.5 is progress; 0.45 (best,
+    # but by less than 0.1) and 0.46 are the second plateau: stop at window 7.
+    assert verdicts == ["go", "go", "go", "drop", "go", "go", "stop"]
+    assert rule.drops == [4] and (rule.best, rule.best_window) == (0.45, 6)
+
+
+def test_sample_rule_stops_on_a_plateau_and_not_before():
+    """Windows are counted in samples, whatever the corpus size: with a plateau no window can
+    leave (min_delta 10) training stops after 1 + patience (+ patience per drop) windows of
+    `window` samples; where every window counts as progress (min_delta −1) it runs to max_samples."""
+    kernels, _, _ = _three_patterns(n_per_class=40)              # 120 kernels, windows of 4 passes
+    kw = dict(hidden=SMALL, lr=1e-3, batch_size=32, window=480, device="cpu", num_threads=1, progress=False)
+    flat = train(kernels, patience=2, min_delta=10.0, lr_drops=1, max_samples=100_000, **kw).provenance
+    assert flat["stopping_rule"] == "samples" and flat["window_samples"] == 480
+    assert flat["windows_run"] == 5 and flat["lr_dropped_after_windows"] == [3]
+    assert flat["samples_seen"] == 5 * 480 and flat["epochs_run"] == 20.0
+    falling = train(kernels, patience=2, min_delta=-1.0, lr_drops=0, max_samples=10 * 480, **kw).provenance
+    assert falling["windows_run"] == 10 and falling["samples_seen"] == 4800
+    assert falling["best_loss"] == min(falling["loss_history"]) < falling["loss_history"][0]
+
+
+def test_batches_cover_the_corpus_once_per_pass():
+    """Batches of a fixed size, passes joined end to end: every kernel once per pass, none dropped."""
+    data = torch.arange(10).reshape(10, 1)
+    stream = batch_stream(data, 4, torch.Generator().manual_seed(0))
+    seen = torch.cat([next(stream) for _ in range(5)]).reshape(-1)      # 20 rows = two passes
+    assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
+    assert seen[:10].tolist() != seen[10:].tolist()                      # reshuffled between passes
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_seed_data_and_threads_same_weights(threads):
+    """Determinism holds on more than one thread too (the default is every core)."""
+    kernels, _, _ = _three_patterns(n_per_class=100)
+    kw = dict(hidden=(128, 64, 32, 16), lr=3e-3, batch_size=256, window=1024, max_samples=8192, device="cpu",
+              num_threads=threads, progress=False)
+    a, b = train(kernels, seed=2, **kw), train(kernels, seed=2, **kw)
+    assert a.provenance["torch_threads"] == threads
+    for (name, wa), wb in zip(a.module.state_dict().items(), b.module.state_dict().values()):
+        assert torch.equal(wa, wb), name
+    assert a.provenance["loss_history"] == b.provenance["loss_history"]
+
+
+def test_default_threads_are_every_core():
+    kernels, _, _ = _three_patterns(n_per_class=5)
+    ae = train(kernels, hidden=SMALL, window=64, max_samples=64, device="cpu", progress=False)
+    assert ae.provenance["torch_threads"] == default_threads() >= 1
 
 
 def test_bad_training_arguments_are_refused():
@@ -226,3 +283,19 @@ def test_saved_directory_follows_the_umask(trained, tmp_path):
     os.umask(mask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask
     assert {stat.S_IMODE(p.stat().st_mode) for p in target.iterdir()} == {0o666 & ~mask}
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_openmp_waits_passively_unless_told_otherwise(preset):
+    """Importing kernels_lib (before torch) makes OpenMP threads wait passively; spinning ones starve each
+    other on a loaded machine. A policy the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    out = subprocess.run([sys.executable, "-c", "import kernels_lib, os; print(os.environ['OMP_WAIT_POLICY'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == (preset or "PASSIVE")

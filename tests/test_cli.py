@@ -86,9 +86,10 @@ def test_train_label_classify_round_trip(smoke_out, tmp_path):
     out, _ = smoke_out
     ae_dir = tmp_path / "ae7"
     trained = _run("train", "--kernel-size", "7", "--synthetic", "2000", "--snr", "4", "--out", str(ae_dir),
-                   "--epochs", "2", "--hidden", "32", "16", "8", "4", "--no-progress")
+                   "--max-samples", "4000", "--window", "2000", "--hidden", "32", "16", "8", "4", "--num-threads", "1",
+                   "--no-progress")
     assert trained.returncode == 0, trained.stderr
-    assert "trained 7x7 autoencoder: 2 epochs" in trained.stdout
+    assert "trained 7x7 autoencoder: 4,000 kernels seen (2.0 passes, 1 threads)" in trained.stdout
     labelled = _run("label", str(ae_dir))
     assert labelled.returncode == 0, labelled.stderr
     assert (ae_dir / "labels.yaml").is_file()

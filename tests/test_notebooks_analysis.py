@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kernels_lib.method import corpus, spectrum
+from kernels_lib.method import autoencoder, corpus, spectrum
 from kernels_lib import paths
 from kernels_lib.analysis import results
 from kernels_lib.method.autoencoder import Autoencoder, train
@@ -37,20 +37,21 @@ def autoencoders(tmp_path_factory):
 def test_05_trains_the_sets_own_autoencoder_where_it_has_enough_kernels(tmp_path, autoencoders, smoke_db):
     # the smoke set has 800 trained 5×5 kernels (PP-OCR) and no trained 7×7 ones (a twin only)
     result, out = _run("05_autoencoder_training", tmp_path, smoke_db, min_trained_kernels=500,
-                       reference_dir=str(autoencoders), epochs=3, num_threads=1)
+                       reference_dir=str(autoencoders), epochs=3, batch_size=32, num_threads=1)
     plan = {row["kernel_size"]: row for row in result["plan"]}
     assert plan[5]["trained_kernels"] == 800 and plan[5]["autoencoder"] == "own"
     assert plan[7]["trained_kernels"] == 0 and plan[7]["autoencoder"] == "reference"
     five, seven = result["sizes"]["5x5"], result["sizes"]["7x7"]
     assert seven == {"autoencoder": "reference", "reference": str(autoencoders / "7x7"), "trained_kernels": 0}
-    # hyper-parameters come from the reference (hidden, lr, batch) except what was set (epochs)
-    assert five["settings"]["hidden"] == [24, 12] and five["settings"]["lr"] == 3e-3
+    # the architecture comes from the reference, the optimisation from the package defaults, except
+    # what was set (the epoch rule, batch size, threads)
+    assert five["settings"]["hidden"] == [24, 12] and five["settings"]["lr"] == autoencoder.TRAINING_DEFAULTS["lr"]
     assert five["settings"]["batch_size"] == 32 and five["settings"]["max_epochs"] == 3
     assert five["n_used"] + five["n_degenerate"] == 800 == five["corpus"]["real_kernels"]
     assert list(five["corpus"]["models"]) == ["ch_ppocr_mobile_v2.0_cls_mobile [rapidocr==3.10.0]"]
     history = five["loss_history"]
-    assert len(history) == five["epochs_run"] <= 3 and all(0 <= v <= 2 for v in history)
-    assert five["best_loss"] == min(history) == history[five["best_epoch"] - 1]
+    assert len(history) == five["windows_run"] <= 3 and all(0 <= v <= 2 for v in history)
+    assert five["best_loss"] == min(history) == history[five["best_window"] - 1]
     assert 0 <= five["encoder_below_threshold"] <= 1 and five["encoder_threshold"] == 0.2
     saved = Autoencoder.load(five["saved_to"])
     assert saved.hidden == (24, 12) and saved.provenance["loss_history"] == history

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import AnalysisError, CorruptFileError
 from ..fileio import atomic_directory
 from ..preprocess import Prepared, from_hyperplane, hyperplane_basis, prepare
+from . import ae_loop
 
 #: Bumped when the saved layout changes; `load` refuses versions it does not know.
 FORMAT_VERSION = 1
@@ -41,19 +41,29 @@ PROVENANCE_FILE = "provenance.json"
 #: Hidden widths of the reference autoencoders (data/autoencoders/README.md): as good as
 #: 512-256-128-64 on the synthetic ground truth at a third of the cost.
 DEFAULT_HIDDEN = (256, 128, 64, 32)
-#: The training settings of the reference autoencoders: `train`'s defaults, the command line's
-#: and the notebooks' (the one place they are written down).
+#: `train`'s defaults, the command line's and notebook 05's (the one place they are written down).
+#: Throughput settings measured on this 2-core machine (benchmarks/bench_autoencoder.py, README
+#: there): batches of 2,048 on every core at 3e-3. The stopping rule counts kernels seen, not
+#: epochs of a corpus whose size varies ×100 between model sets: the mean loss of every `window`
+#: samples must beat the best so far by `min_delta` within `patience` windows, else the learning
+#: rate drops (`lr_drops` times), then training stops; at most `max_samples` samples in all.
 TRAINING_DEFAULTS = {
     "hidden": DEFAULT_HIDDEN,
-    "lr": 1e-3,
-    "batch_size": 256,
-    "max_epochs": 100,
-    "patience": 4,
+    "lr": 3e-3,
+    "batch_size": 2048,
+    "window": 262_144,
+    "patience": 3,
+    "max_samples": 8_388_608,
     "min_delta": 1e-4,
     "lr_drops": 2,
     "lr_drop_factor": 0.3,
     "negative_slope": 0.01,
 }
+#: The optimisation settings an autoencoder trained with the epoch rule records (the reference
+#: autoencoders of data/autoencoders: batches of 256, one thread, plateaus counted in epochs).
+EPOCH_RULE_SETTINGS = ("lr", "batch_size", "max_epochs", "patience", "min_delta", "lr_drops", "lr_drop_factor")
+SAMPLE_RULE_SETTINGS = ("lr", "batch_size", "window", "patience", "max_samples", "min_delta", "lr_drops",
+                        "lr_drop_factor")
 
 
 class KernelAutoencoder(nn.Module):
@@ -116,11 +126,8 @@ def _deterministic(device: torch.device):
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None):
-    """Use `n` intra-op threads for the duration (None: leave torch's setting alone)."""
-    if n is None:
-        yield
-        return
+def _torch_threads(n: int):
+    """Use `n` intra-op threads for the duration."""
     if n < 1:
         raise ValueError(f"num_threads must be ≥ 1, got {n}")
     before = torch.get_num_threads()
@@ -277,8 +284,9 @@ def train(
     hidden=TRAINING_DEFAULTS["hidden"],
     lr: float = TRAINING_DEFAULTS["lr"],
     batch_size: int = TRAINING_DEFAULTS["batch_size"],
-    max_epochs: int = TRAINING_DEFAULTS["max_epochs"],
+    window: int = TRAINING_DEFAULTS["window"],
     patience: int = TRAINING_DEFAULTS["patience"],
+    max_samples: int = TRAINING_DEFAULTS["max_samples"],
     min_delta: float = TRAINING_DEFAULTS["min_delta"],
     lr_drops: int = TRAINING_DEFAULTS["lr_drops"],
     lr_drop_factor: float = TRAINING_DEFAULTS["lr_drop_factor"],
@@ -288,20 +296,24 @@ def train(
     num_threads: int | None = None,
     progress: bool = True,
     corpus=None,
+    max_epochs: int | None = None,
     init: "Autoencoder | None" = None,
 ) -> Autoencoder:
     """Train an autoencoder on kernels [N, k, k] (or an already `Prepared` set).
 
-    The defaults are the settings of the reference autoencoders (`TRAINING_DEFAULTS`). Degenerate kernels are
-    excluded and counted. When the epoch's mean loss has not improved
-    by `min_delta` for `patience` epochs, the learning rate is multiplied by `lr_drop_factor`
-    (at most `lr_drops` times), then training stops (or after `max_epochs`); the weights of
-    the epoch with the lowest loss are kept. Same seed, data and device → same weights (on CPU
-    with the same number of torch threads). `num_threads` sets torch's CPU threads while
-    training (these small layers often run faster on 1 thread on a shared machine). `corpus`
-    describes the training data for the provenance (a string or a JSON-able dict). `init`, an
-    autoencoder of the same shape and widths, gives the starting weights instead of a random
-    initialisation (continued training: its provenance's `init` records where they came from).
+    Degenerate kernels are excluded and counted. Adam on batches of `batch_size` (at most the
+    corpus size) drawn from the corpus reshuffled every pass; every `window` samples the
+    window's mean loss goes through the plateau rule (`ae_loop.Plateau`: `patience` windows
+    without improving by `min_delta` lower the learning rate by `lr_drop_factor`, `lr_drops`
+    times, then stop); at most `max_samples` samples. The weights of the window with the lowest
+    loss are kept. `max_epochs` (the rule of the reference autoencoders, `EPOCH_RULE_SETTINGS`):
+    a window is one pass over the corpus, `patience` counts passes, at most `max_epochs` of them.
+
+    `num_threads`: torch's CPU threads while training (default: every core, `ae_loop.default_threads`).
+    Same seed, data, device and thread count → same weights. `corpus` describes the training
+    data for the provenance (a string or a JSON-able dict). `init`, an autoencoder of the same
+    shape and widths, gives the starting weights instead of a random initialisation (continued
+    training: its provenance's `init` records where they came from).
     """
     if init is not None and (tuple(init.hidden) != tuple(int(h) for h in hidden)
                              or abs(init.negative_slope - float(negative_slope)) > 0):
@@ -312,14 +324,22 @@ def train(
     n = len(prep.coords)
     if n < 2:
         raise ValueError(f"need at least 2 non-degenerate kernels to train, got {n} ({prep.n_degenerate} degenerate)")
-    if batch_size < 1 or lr <= 0 or max_epochs < 1 or patience < 1 or lr_drops < 0 or not 0 < lr_drop_factor < 1:
-        raise ValueError("batch_size, lr, max_epochs and patience must be positive, lr_drops ≥ 0, 0 < lr_drop_factor < 1")
+    if (batch_size < 1 or lr <= 0 or window < 1 or max_samples < 1 or patience < 1 or lr_drops < 0
+            or not 0 < lr_drop_factor < 1 or (max_epochs is not None and max_epochs < 1)):
+        raise ValueError("batch_size, lr, window, max_samples, max_epochs and patience must be positive, "
+                         "lr_drops ≥ 0, 0 < lr_drop_factor < 1")
     device = torch.device(device) if device is not None else default_device()
-    d = kh * kw - 1
+    batch = min(int(batch_size), n)
+    if max_epochs is None:
+        window_batches = max(1, math.ceil(min(window, max_samples) / batch))
+        max_windows = max(1, math.ceil(max_samples / (window_batches * batch)))
+    else:   # the epoch rule: a window is one pass over the corpus
+        window_batches, max_windows = math.ceil(n / batch), int(max_epochs)
+    threads = ae_loop.default_threads() if num_threads is None else int(num_threads)
 
-    with torch.random.fork_rng(devices=[]), _deterministic(device), _torch_threads(num_threads):
+    with torch.random.fork_rng(devices=[]), _deterministic(device), _torch_threads(threads):
         torch.manual_seed(seed)
-        module = KernelAutoencoder(d, hidden, negative_slope).to(device)
+        module = KernelAutoencoder(len(prep.coords[0]), hidden, negative_slope).to(device)
         if init is not None:
             if tuple(init.kernel_shape) != (kh, kw):
                 raise ValueError(f"init is a {init.kernel_shape} autoencoder, the kernels are {(kh, kw)}")
@@ -327,50 +347,18 @@ def train(
         gen = torch.Generator().manual_seed(seed)
         data = torch.as_tensor(prep.coords, dtype=torch.float32, device=device)
         opt = torch.optim.Adam(module.parameters(), lr=lr)
-        history: list[float] = []
-        # `best` keeps the weights of the lowest loss; `level` is what the next epoch must beat
-        # by min_delta to count as progress (the plateau test).
-        best, best_epoch, best_state, level, wait = math.inf, 0, None, math.inf, 0
-        drops: list[int] = []
+        plateau = ae_loop.Plateau(patience, min_delta, lr_drops)
         started = time.perf_counter()
-        bar = tqdm(range(1, max_epochs + 1), desc=f"autoencoder {kh}x{kw}", disable=not progress, unit="epoch")
-        module.train()
-        for epoch in bar:
-            order = torch.randperm(n, generator=gen).to(device)
-            total = torch.zeros((), device=device)
-            for start in range(0, n, batch_size):
-                x = data[order[start:start + batch_size]]
-                loss = cosine_loss(x, module(x))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach() * len(x)
-            mean = float(total) / n
-            if not math.isfinite(mean):
-                raise FloatingPointError(f"training loss became {mean} at epoch {epoch}; lower the learning rate (now {lr})")
-            history.append(mean)
-            bar.set_postfix(loss=f"{mean:.4f}", best=f"{min(best, mean):.4f}")
-            if mean < best:
-                best, best_epoch = mean, epoch
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            if mean < level - min_delta:
-                level, wait = mean, 0
-            else:
-                wait += 1
-                if wait >= patience:
-                    if len(drops) == lr_drops:
-                        break
-                    drops.append(epoch)
-                    wait = 0
-                    for group in opt.param_groups:
-                        group["lr"] *= lr_drop_factor
-        bar.close()
+        state = ae_loop.run(module, opt, cosine_loss, ae_loop.batch_stream(data, batch, gen), batch_size=batch,
+                            window_batches=window_batches, max_windows=max_windows, lr_drop_factor=lr_drop_factor,
+                            plateau=plateau, progress=progress, desc=f"autoencoder {kh}x{kw}")
         elapsed = time.perf_counter() - started
-        threads = torch.get_num_threads()
-        module.load_state_dict(best_state)
+        module.load_state_dict(state.best_state)
 
     ae = Autoencoder(module, (kh, kw), tuple(int(h) for h in hidden), float(negative_slope), hyperplane_basis(kh * kw))
     codes = ae.encode_coords(prep.coords)
+    window_samples = window_batches * batch
+    history = state.history
     ae.provenance = {
         "corpus": corpus,
         "kernel_shape": [kh, kw],
@@ -380,18 +368,25 @@ def train(
         "seed": seed,
         "lr": lr,
         "batch_size": batch_size,
+        "batch_size_used": batch,
+        "stopping_rule": "samples" if max_epochs is None else "epochs",
+        "window": window if max_epochs is None else None,
+        "max_samples": max_samples if max_epochs is None else None,
         "max_epochs": max_epochs,
         "patience": patience,
         "min_delta": min_delta,
         "lr_drops": lr_drops,
         "lr_drop_factor": lr_drop_factor,
-        "lr_dropped_after_epochs": drops,
-        "epochs_run": len(history),
+        "window_samples": window_samples,
+        "lr_dropped_after_windows": plateau.drops,
+        "windows_run": len(history),
+        "best_window": plateau.best_window,
+        "samples_seen": state.samples_seen,
+        "epochs_run": round(state.samples_seen / n, 3),
         "init": None if init is None else {"decision": init.provenance.get("decision"),
                                            "epochs_run": init.provenance.get("epochs_run"),
                                            "best_loss": init.provenance.get("best_loss")},
-        "best_epoch": best_epoch,
-        "best_loss": best,
+        "best_loss": plateau.best,
         "loss_history": history,
         # Codes piled at the sigmoid ends mean a collapsed code (seen with too high a learning rate).
         "code_saturated_fraction": float(np.mean((codes < 1e-3) | (codes > 1 - 1e-3))),
@@ -399,6 +394,7 @@ def train(
         "device": str(device),
         "torch_threads": threads,
         "train_seconds": round(elapsed, 2),
+        "samples_per_second": round(state.samples_seen / elapsed, 1) if elapsed > 0 else None,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "kernels_lib_version": __version__,
@@ -412,8 +408,9 @@ def training_config(directory) -> dict:
     keyword arguments of `train`, to train another one the same way.
 
     Only the optimisation settings are taken (hidden widths, slope, learning rate and its drops,
-    batch size, epochs, plateau rule); data, seed, device and threads are the caller's choice.
-    A setting the provenance does not record is an error, not a silent default.
+    batch size, the stopping rule: `SAMPLE_RULE_SETTINGS`, or `EPOCH_RULE_SETTINGS` for one
+    trained with epochs, as the reference autoencoders were); data, seed, device and threads are
+    the caller's choice. A setting the provenance does not record is an error, not a silent default.
     """
     root = Path(directory)
     try:
@@ -421,7 +418,7 @@ def training_config(directory) -> dict:
         prov = json.loads((root / PROVENANCE_FILE).read_text())
     except (OSError, ValueError) as err:
         raise AnalysisError(f"{root} is not a readable autoencoder directory ({err})") from err
-    wanted = [k for k in TRAINING_DEFAULTS if k not in ("hidden", "negative_slope")]
+    wanted = EPOCH_RULE_SETTINGS if prov.get("max_epochs") is not None else SAMPLE_RULE_SETTINGS
     missing = [k for k in wanted if k not in prov]
     if missing:
         raise AnalysisError(f"{root / PROVENANCE_FILE} does not record {missing}; it was written by an older "

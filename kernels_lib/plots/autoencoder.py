@@ -49,21 +49,25 @@ def architecture_figure(input_dim: int, hidden, kernel_shape=None, title: str | 
     return fig
 
 
-def loss_curve(history, best_epoch: int | None = None, title: str | None = None) -> Figure:
-    """Mean training loss 1 − cos(x, x̂) per epoch, the kept (best) epoch marked."""
+def loss_curve(history, best: int | None = None, title: str | None = None,
+               window_samples: int | None = None) -> Figure:
+    """Mean training loss 1 − cos(x, x̂) per window, the kept (best, 1-based) window marked; the x axis
+    counts kernels seen when `window_samples` is given (the provenance's), else windows (epochs)."""
     loss = np.asarray(history, dtype=np.float64)
     if loss.ndim != 1 or len(loss) == 0 or not np.isfinite(loss).all():
         raise ValueError("history must be a non-empty list of finite losses (Autoencoder.provenance['loss_history'])")
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.subplots()
-    epochs = np.arange(1, len(loss) + 1)
-    ax.plot(epochs, loss, marker="o", ms=3, lw=1.2, color="#2471a3")
-    if best_epoch:
-        ax.axvline(best_epoch, color="#c0392b", ls="--", lw=0.8)
-        ax.annotate(f"kept: epoch {best_epoch}\nloss {loss[best_epoch - 1]:.4f}", (best_epoch, loss[best_epoch - 1]),
-                    textcoords="offset points", xytext=(8, 12), fontsize=8, color="#c0392b")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+    steps = np.arange(1, len(loss) + 1) * (window_samples / 1e6 if window_samples else 1)
+    ax.plot(steps, loss, marker="o", ms=3, lw=1.2, color="#2471a3")
+    if best:
+        ax.axvline(steps[best - 1], color="#c0392b", ls="--", lw=0.8)
+        ax.annotate(f"kept: {'window' if window_samples else 'epoch'} {best}\nloss {loss[best - 1]:.4f}",
+                    (steps[best - 1], loss[best - 1]), textcoords="offset points", xytext=(8, 12), fontsize=8,
+                    color="#c0392b")
+    if not window_samples:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"millions of kernels seen (a loss every {window_samples:,})" if window_samples else "epoch")
     ax.set_ylabel("mean 1 − cos(x, x̂)")
     if loss.min() > 0 and loss.max() / loss.min() > 5:
         ax.set_yscale("log")
