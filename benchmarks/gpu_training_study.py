@@ -14,9 +14,9 @@ warm-up and cosine; sized for about ten minutes on one GPU for the 30 runs by an
 run, bounded by the CPU cropping), NOT yet measured on a GPU: the JSON records each run's seconds, and
 --epochs / --crops-per-epoch shrink it. Each data set is built once and shared by its runs.
 
-Data: "photos", "photos-phase", "photos-iid" (`training.datasets`). Fashion-MNIST is asked for too and left
-out, with the reason in the JSON, while `training_data` has no loader for it. The device machine has no
-internet: carry the photographs' cache (data/cache/photos) with the repository.
+Data: "photos", "photos-phase", "photos-iid" (`training.datasets`) and "fashion-mnist" (`training.fashion`);
+a data set that cannot be loaded is left out with the reason in the JSON. The device machine has no
+internet: carry the caches (data/cache/photos, and data/cache for Fashion-MNIST's files) with the repository.
 
 The JSON (default benchmarks/results/gpu_training_study.json; --tiny: gpu_training_study_tiny.json) is
 rewritten atomically after every run, so an interrupted study keeps the runs it finished.
@@ -49,7 +49,7 @@ SEEDS = (0, 1)
 SCALES = {
     "gpu": {"crop_size": 64, "width": 128, "depth": 4, "kernel_size": 7, "patch_size": 2, "batch_size": 256,
             "crops_per_epoch": 12288, "epochs": 15, "num_threads": None, "device": "auto"},
-    "tiny": {"crop_size": 16, "width": 8, "depth": 2, "kernel_size": 7, "patch_size": 2, "batch_size": 32,
+    "tiny": {"crop_size": 32, "width": 8, "depth": 2, "kernel_size": 7, "patch_size": 2, "batch_size": 32,
              "crops_per_epoch": 64, "epochs": 2, "num_threads": 1, "device": "cpu",
              "data_options": {"keys": list(SKIMAGE_KEYS), "short_side": 96}},
 }

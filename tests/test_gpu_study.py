@@ -24,13 +24,13 @@ def study():
 
 def test_the_tiny_study_writes_every_cell_with_its_measures(study, tmp_path):
     out = tmp_path / "study.json"
-    report = study.main(["--tiny", "--data", "photos", "photos-iid", "fashion-mnist", "--weight-decays", "0", "1",
+    report = study.main(["--tiny", "--data", "photos", "photos-iid", "no-such-data", "--weight-decays", "0", "1",
                          "--seeds", "0", "--out", str(out)])
     written = json.loads(out.read_text())
     assert written["complete"] and written["runs"] == json.loads(json.dumps(report["runs"]))
     assert [(r["data"], r["weight_decay"]) for r in written["runs"]] == [
         ("photos", 0.0), ("photos", 1.0), ("photos-iid", 0.0), ("photos-iid", 1.0)]
-    assert "fashion-mnist" in written["skipped_data"] and "no data" in written["skipped_data"]["fashion-mnist"]
+    assert "no-such-data" in written["skipped_data"] and "no data" in written["skipped_data"]["no-such-data"]
     for row in written["runs"]:
         for when in ("trained", "random_init"):
             m = row[when]
