@@ -95,8 +95,11 @@ def test_the_runner_lines_are_the_ones_the_script_reads(tmp_path):
     [run] = notebooks.run_all("smoke", notebook_dir=folder, build_dir=tmp_path / "build",
                               output_dir=tmp_path / "out", progress=False, log=lines.append, site=False)
     script = _script()
-    assert script.STARTED.match(lines[0]).group(3) == "01_tiny.ipynb"
-    done = script.DONE.match(lines[1])
+    started = [m for m in map(script.STARTED.match, lines) if m]
+    finished = [m for m in map(script.DONE.match, lines) if m]
+    assert len(started) == len(finished) == 1 and lines.index(started[0].string) < lines.index(finished[0].string)
+    assert started[0].group(3) == "01_tiny.ipynb"
+    done = finished[0]
     assert done.group(3) == "01_tiny.ipynb" and float(done.group(4)) == pytest.approx(run.seconds, abs=0.05)
 
 
