@@ -148,14 +148,30 @@ def _tree_rss(proc) -> tuple[int, int]:
     return total, largest
 
 
-def run_measured(command: list[str], env: dict, log=print) -> dict:
-    """Run the figures command; per notebook the runner's wall time and the sampled peak RSS."""
+def run_measured(command: list[str], env: dict, log=print, on_done=None) -> dict:
+    """Run the figures command; per notebook the runner's wall time, the sampled peak RSS and the load
+    average when it finished. `on_done(record)` is called with the record so far after every notebook,
+    so that a sitting cut short (the session ends, the machine reboots) keeps what it measured."""
     import psutil
 
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1)
-    lines, current = [], {"name": None}
+    lines, current, loads = [], {"name": None}, {}
+    peaks: dict[str, list[int]] = {}
+    overall = [0, 0]
+
+    def record(returncode=None):
+        seconds = {m.group(3): float(m.group(4)) for m in map(DONE.match, lines) if m}
+        notebooks = [{"notebook": name, "seconds": seconds.get(name), "completed": name in seconds,
+                      "peak_rss_tree_bytes": peak[0], "peak_rss_process_bytes": peak[1],
+                      "load_average_at_end": loads.get(name)}
+                     for name, peak in list(peaks.items()) if name.endswith(".ipynb")]
+        between = {name: peak[0] for name, peak in list(peaks.items()) if not name.endswith(".ipynb")}
+        return {"returncode": returncode, "wall_seconds": round(time.perf_counter() - start, 1),
+                "notebooks": notebooks, "peak_rss_tree_bytes_between_notebooks": between,
+                "peak_rss_tree_bytes": overall[0], "peak_rss_process_bytes": overall[1],
+                "output_tail": lines[-40:] if returncode else lines[-3:]}
 
     def read():
         for line in proc.stdout:
@@ -167,12 +183,13 @@ def run_measured(command: list[str], env: dict, log=print) -> dict:
                 current["name"] = started.group(3)
             elif done:      # what the runner does next (the HTML site) is not the notebook's
                 current["name"] = f"after {done.group(3)}"
+                loads[done.group(3)] = [round(x, 2) for x in os.getloadavg()]
+                if on_done:
+                    on_done(record())
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     ps = psutil.Process(proc.pid)
-    peaks: dict[str, list[int]] = {}
-    overall = [0, 0]
     while proc.poll() is None:
         total, largest = _tree_rss(ps)
         name = current["name"] or "(runner start-up)"
@@ -181,16 +198,30 @@ def run_measured(command: list[str], env: dict, log=print) -> dict:
         overall[0], overall[1] = max(overall[0], total), max(overall[1], largest)
         time.sleep(SAMPLE_SECONDS)
     reader.join()
-    wall = time.perf_counter() - start
-    seconds = {m.group(3): float(m.group(4)) for m in map(DONE.match, lines) if m}
-    notebooks = [{"notebook": name, "seconds": seconds.get(name), "completed": name in seconds,
-                  "peak_rss_tree_bytes": peak[0], "peak_rss_process_bytes": peak[1]}
-                 for name, peak in peaks.items() if name.endswith(".ipynb")]
-    between = {name: peak[0] for name, peak in peaks.items() if not name.endswith(".ipynb")}
-    return {"returncode": proc.returncode, "wall_seconds": round(wall, 1), "notebooks": notebooks,
-            "peak_rss_tree_bytes_between_notebooks": between,
-            "peak_rss_tree_bytes": overall[0], "peak_rss_process_bytes": overall[1],
-            "output_tail": lines[-40:] if proc.returncode else lines[-3:]}
+    return record(proc.returncode)
+
+
+def merge_sittings(sittings: list[dict]) -> dict:
+    """One run from the sittings of a resumed rehearsal: each notebook's measurement from the last sitting
+    that completed it (or, if none did, the last that started it); wall time summed over the sittings."""
+    notebooks: dict[str, dict] = {}
+    for number, sitting in enumerate(sittings, 1):
+        for nb in sitting["run"]["notebooks"]:
+            if nb["completed"] or not notebooks.get(nb["notebook"], {}).get("completed"):
+                notebooks[nb["notebook"]] = {**nb, "sitting": number}
+    last = sittings[-1]["run"]
+    return {"returncode": last["returncode"], "sittings": len(sittings),
+            "wall_seconds": round(sum(s["run"]["wall_seconds"] for s in sittings), 1),
+            "notebooks": sorted(notebooks.values(), key=lambda nb: nb["notebook"]),
+            "peak_rss_tree_bytes": max(s["run"]["peak_rss_tree_bytes"] for s in sittings),
+            "peak_rss_process_bytes": max(s["run"]["peak_rss_process_bytes"] for s in sittings),
+            "output_tail": last["output_tail"]}
+
+
+def _memory_bytes() -> int:
+    import psutil
+
+    return psutil.virtual_memory().total
 
 
 def folder_bytes(folder: Path) -> int:
@@ -389,6 +420,10 @@ def main(argv=None) -> int:
                         help="run nothing: redo the full-set estimate of the subset run recorded in --out")
     parser.add_argument("--calibration", type=Path, nargs="+", default=[], metavar="JSON",
                         help="with --estimate-only: records of other subset runs (e.g. a smaller one) to fit with")
+    parser.add_argument("--restart", action="store_true",
+                        help="forget earlier sittings of this work folder and run every notebook again")
+    parser.add_argument("--note", default="",
+                        help="what else ran on the machine during this sitting (recorded with its load average)")
     parser.add_argument("--probe-training", action="store_true",
                         help="with --estimate-only: also time one window of notebook 05's training at the full size")
     args = parser.parse_args(argv)
@@ -411,8 +446,24 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
 
-    load_before = os.getloadavg()
-    run = run_measured(command, env)
+    ledger_path = work / "sittings.json"
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() and not args.restart else None
+    if ledger and (ledger["tags"], ledger["seed"]) != (names, args.seed):
+        raise SystemExit(f"{ledger_path} records sittings of other tags or another seed: "
+                         "use --restart, or another --work-dir")
+    ledger = ledger or {"tags": names, "seed": args.seed, "hub_cache_tags": hub_rows, "sittings": []}
+    sitting = {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+               "load_average_before": [round(x, 2) for x in os.getloadavg()], "note": args.note}
+    print(f"sitting {len(ledger['sittings']) + 1} of this rehearsal (ledger {ledger_path})")
+
+    def keep(run_so_far):
+        write_json(ledger_path, {**ledger, "sittings": [*ledger["sittings"], {**sitting, "run": run_so_far}]})
+
+    run = run_measured(command + (["--restart"] if args.restart else []), env, on_done=keep)
+    sitting["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    ledger["sittings"].append({**sitting, "run": run})
+    write_json(ledger_path, ledger)
+    run = merge_sittings(ledger["sittings"])
     set_name = zoo.load_model_set(model_set).name
     stamped = {part: stamp_figures(work / part) for part in ("figures", "site") if (work / part).is_dir()}
     db = database_summary(work / "kernels" / set_name)
@@ -420,11 +471,15 @@ def main(argv=None) -> int:
         "what": f"python -m kernels_lib figures --models {'paper' if not args.subset else SUBSET_SET}, "
                 f"offline, from a local hub cache ({BANNER})",
         "command": command[1:], "model_set": set_name, "subset": args.subset, "tags": names, "seed": args.seed,
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": {"cpus": os.cpu_count(), "load_average_before": load_before,
-                    "load_average_after": os.getloadavg(), "python": platform.python_version(),
-                    "note": "shared machine: other jobs ran on the same cores; times are noisy"},
-        "hub_cache": {"bytes": folder_bytes(work / "hub"), "tags": hub_rows},
+        "started_utc": ledger["sittings"][0]["started_utc"],
+        "machine": {"cpus": os.cpu_count(), "memory_bytes": _memory_bytes(), "python": platform.python_version()},
+        "sittings": [{key: value for key, value in s.items() if key != "run"}
+                     | {"wall_seconds": s["run"]["wall_seconds"], "returncode": s["run"]["returncode"]}
+                     for s in ledger["sittings"]],
+        "hub_cache": {"bytes": folder_bytes(work / "hub"), "tags": ledger["hub_cache_tags"],
+                      "fill_seconds": round(sum(row["seconds"] for row in ledger["hub_cache_tags"]), 1)},
+        "wall_seconds_with_hub_fill": round(run["wall_seconds"]
+                                            + sum(row["seconds"] for row in ledger["hub_cache_tags"]), 1),
         "run": run,
         "slowest_notebook": max(run["notebooks"], key=lambda nb: nb["seconds"] or 0, default=None),
         "database": db,

@@ -132,3 +132,19 @@ def test_an_interrupted_hub_cache_write_leaves_nothing_to_load(tmp_path):
     snapshot = write_hub_cache(tmp_path, "timm/x.y", lambda f: (f / "model.safetensors").write_bytes(b"w"))
     assert (repo / "refs" / "main").read_text() == snapshot.name
     assert write_hub_cache(tmp_path, "timm/x.y", lambda f: (f / "model.safetensors").write_bytes(b"w")) == snapshot
+
+
+def test_a_resumed_rehearsal_keeps_each_notebook_from_the_sitting_that_completed_it():
+    def sitting(wall, *notebooks, returncode=0):
+        return {"run": {"returncode": returncode, "wall_seconds": wall, "peak_rss_tree_bytes": 10 * wall,
+                        "peak_rss_process_bytes": wall, "output_tail": [],
+                        "notebooks": [{"notebook": name, "seconds": seconds, "completed": seconds is not None}
+                                      for name, seconds in notebooks]}}
+
+    first = sitting(100, ("01_a.ipynb", 60.0), ("02_b.ipynb", None), returncode=-9)   # killed during 02
+    second = sitting(50, ("02_b.ipynb", 40.0), ("03_c.ipynb", 5.0))                   # 01 skipped: not listed
+    run = _script().merge_sittings([first, second])
+    assert run["sittings"] == 2 and run["wall_seconds"] == 150 and run["returncode"] == 0
+    assert [(nb["notebook"], nb["seconds"], nb["sitting"]) for nb in run["notebooks"]] == \
+        [("01_a.ipynb", 60.0, 1), ("02_b.ipynb", 40.0, 2), ("03_c.ipynb", 5.0, 2)]
+    assert run["peak_rss_tree_bytes"] == 1000
