@@ -29,10 +29,16 @@ def _checkout(where: Path) -> Path:
     return where
 
 
-def _run(checkout: Path) -> bytes:
+def _start(checkout: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "kernels_lib", "figures", "--only", NOTEBOOK, "--no-site",
-                    "--models", "smoke"], cwd=checkout, env=env, check=True, capture_output=True, timeout=900)
+    return subprocess.Popen([sys.executable, "-m", "kernels_lib", "figures", "--only", NOTEBOOK, "--no-site",
+                             "--models", "smoke"], cwd=checkout, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _results(checkout: Path, run: subprocess.Popen) -> bytes:
+    output, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, output[-3000:]
     return (checkout / "figures" / "smoke" / "results" / f"{NOTEBOOK}.json").read_bytes()
 
 
@@ -40,7 +46,8 @@ def _run(checkout: Path) -> bytes:
 def test_a_notebook_run_in_two_checkouts_writes_the_same_json(tmp_path):
     first = _checkout(tmp_path / "one")
     second = _checkout(tmp_path / "elsewhere" / "deeper" / "two")
-    a, b = _run(first), _run(second)
+    runs = [_start(first), _start(second)]          # side by side: one thread each
+    a, b = _results(first, runs[0]), _results(second, runs[1])
     assert a == b
     text = a.decode()
     assert str(tmp_path) not in text and str(REPO_ROOT) not in text
