@@ -93,3 +93,15 @@ def test_orientation_summary_sets_each_model_beside_its_twin():
     assert row["axis_p_vs_twin"] < 1e-30
     assert row["sigma_depth_rho_trained"] == pytest.approx(1.0) and abs(row["sigma_depth_rho_twin"]) < 0.2
     assert np.isnan(row["median_sigma_stride2_trained"])                  # no stride-2 layer: undefined
+
+
+def test_orientation_summary_of_a_set_without_twins_leaves_the_twin_columns_undefined():
+    """The paper's set has no random-init twins: the twin columns exist (notebook 16 selects them) and are NaN."""
+    n = 50
+    labels = pd.DataFrame({"group": "trained", "fit": "1st-derivative", "kind": "d1", "theta": np.zeros(n),
+                           "sigma": np.linspace(0.5, 1.5, n), "depth": np.linspace(0, 1, n), "stride": 1,
+                           "kernel_size": 7, "model": "m", "degenerate": False})
+    [row] = crosscheck.orientation_scale_summary(labels).to_dict("records")
+    assert row["n_first_derivatives_trained"] == n
+    for name in ("n_first_derivatives_twin", "share_near_axis_twin", "sigma_depth_rho_twin", "axis_p_vs_twin"):
+        assert np.isnan(row[name])

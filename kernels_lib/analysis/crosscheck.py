@@ -232,7 +232,7 @@ def orientation_scale_summary(labels: pd.DataFrame) -> pd.DataFrame:
     Spearman's ρ of σ with depth."""
     from scipy.stats import fisher_exact
 
-    stats = {}
+    stats, names = {}, []
     for group, clustered_only in SELECTIONS.values():
         chosen = select_fits(labels, group, clustered_only)
         for (k, model), part in chosen.groupby(["kernel_size", "model"], sort=True):
@@ -247,12 +247,13 @@ def orientation_scale_summary(labels: pd.DataFrame) -> pd.DataFrame:
                 "median_sigma_stride1": float(by_stride.get(1, np.nan)),
                 "median_sigma_stride2": float(by_stride.get(2, np.nan)),
                 "sigma_depth_rho": scale["rho"], "sigma_depth_p": scale["p_value"]}
+            names = list(stats[int(k), model][_SHORT[group]])
     rows = []
     for (k, model), by_group in stats.items():
         row = {"kernel_size": k, "model": model}
-        for short in _SHORT.values():
-            for name, value in by_group.get(short, {}).items():
-                row[f"{name}_{short}"] = value
+        for short in _SHORT.values():   # a group the set lacks (no twins) leaves its columns undefined
+            for name in names:
+                row[f"{name}_{short}"] = by_group.get(short, {}).get(name, float("nan"))
         trained, twin = by_group.get("trained"), by_group.get("twin")
         row["axis_p_vs_twin"] = float("nan")
         if trained and twin and trained["n_first_derivatives"] and twin["n_first_derivatives"]:
