@@ -1,6 +1,7 @@
 """Helpers shared by the tests: the smoke database, a papermill run of a notebook, PNG checks, a
-local Hugging Face hub cache in the layout timm reads, the smoke set's classification and site, and
-`kernels-lib inspect`'s report of a Keras file."""
+local Hugging Face hub cache in the layout timm reads, the smoke set's classification and site,
+`kernels-lib inspect`'s report of a Keras file, and autoencoder training stopped after a given window."""
+import contextlib
 import json
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ from kernels_lib.database import extract, zoo
 from kernels_lib.publish import notebooks
 from kernels_lib import paths
 from kernels_lib.analysis import results
+from kernels_lib.method import ae_checkpoint
 # the local Hugging Face hub cache the timm tests read (also used by benchmarks/rehearse_paper.py)
 from kernels_lib.sources.hub_cache import save_timm_to_hub, write_hub_cache  # noqa: F401
 
@@ -102,3 +104,24 @@ def write_notebook(path, params_src, body_src):
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, new_code_cell(body_src)]
     nbformat.write(nb, path)
+
+
+class TrainingStopped(Exception):
+    """Raised by `stopped_training` where a user would press Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stopped_training(monkeypatch, windows: int):
+    """Autoencoder training in the block stops (`TrainingStopped`) right after its checkpoint of window
+    `windows` is written, as an interruption would leave it; the block must end that way."""
+    real = ae_checkpoint.save
+
+    def save(path, fp, module, opt, state, *rest):
+        real(path, fp, module, opt, state, *rest)
+        if len(state.history) == windows:
+            raise TrainingStopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ae_checkpoint, "save", save)
+        with pytest.raises(TrainingStopped):
+            yield

@@ -9,7 +9,7 @@ from torch import nn
 from kernels_lib.method.autoencoder import (
     BASIS_FILE, CONFIG_FILE, PROVENANCE_FILE, WEIGHTS_FILE, Autoencoder, KernelAutoencoder, cosine_loss, train,
 )
-from kernels_lib.method.ae_loop import Plateau, batch_stream, default_threads
+from kernels_lib.method.ae_loop import BatchStream, Plateau, default_threads
 from kernels_lib.method.corpus import train_from_db
 from kernels_lib.errors import CorruptFileError
 from kernels_lib.preprocess import prepare
@@ -177,7 +177,7 @@ def test_sample_rule_stops_on_a_plateau_and_not_before():
 def test_batches_cover_the_corpus_once_per_pass():
     """Batches of a fixed size, passes joined end to end: every kernel once per pass, none dropped."""
     data = torch.arange(10).reshape(10, 1)
-    stream = batch_stream(data, 4, torch.Generator().manual_seed(0))
+    stream = BatchStream(data, 4, torch.Generator().manual_seed(0))
     seen = torch.cat([next(stream) for _ in range(5)]).reshape(-1)      # 20 rows = two passes
     assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
     assert seen[:10].tolist() != seen[10:].tolist()                      # reshuffled between passes

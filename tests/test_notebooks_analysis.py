@@ -5,13 +5,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kernels_lib.method import autoencoder, corpus, spectrum
+from kernels_lib.method import autoencoder, corpus, per_set, spectrum
 from kernels_lib import paths
 from kernels_lib.analysis import results
 from kernels_lib.method.autoencoder import Autoencoder, train
 
 from conftest import assert_png as _png
 from conftest import run_notebook as _run
+from conftest import stopped_training
 SMOKE_COUNTS = {3: 9156, 5: 800, 7: 1840}      # the smoke set's depthwise kernels (see test_notebook_01)
 SMOKE_YAML = str(paths.MODELS_DIR / "smoke.yaml")   # the smoke set named by its file, as `figures --models PATH` does
 
@@ -34,7 +35,7 @@ def autoencoders(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_05_trains_the_sets_own_autoencoder_where_it_has_enough_kernels(tmp_path, autoencoders, smoke_db):
+def test_05_trains_the_sets_own_autoencoder_where_it_has_enough_kernels(tmp_path, autoencoders, smoke_db, monkeypatch):
     # the smoke set has 800 trained 5×5 kernels (PP-OCR) and no trained 7×7 ones (a twin only)
     result, out = _run("05_autoencoder_training", tmp_path, smoke_db, min_trained_kernels=500,
                        reference_dir=str(autoencoders), epochs=3, batch_size=32, num_threads=1)
@@ -59,6 +60,20 @@ def test_05_trains_the_sets_own_autoencoder_where_it_has_enough_kernels(tmp_path
     assert set(result["figures"]) == {"fig16_5x5", "loss_5x5", "reconstructions_5x5"}
     for f in result["figures"].values():
         _png(f)
+    # the training checkpoint went when training completed; one left by a run stopped after its first window
+    # (the same corpus and settings) is found by the next run of the notebook, which continues from it
+    own = Path(five["saved_to"]).parent
+    assert not list(own.glob(".*"))
+    weights = (own / "5x5" / autoencoder.WEIGHTS_FILE).read_bytes()
+    checkpoint = per_set.checkpoint_file(own, 5)
+    with stopped_training(monkeypatch, 1):
+        per_set.train_own(smoke_db / "smoke", 5, own, seed=0, checkpoint=checkpoint, progress=False, **five["settings"])
+    resumed, _ = _run("05_autoencoder_training", tmp_path, smoke_db, min_trained_kernels=500,
+                      reference_dir=str(autoencoders), epochs=3, batch_size=32, num_threads=1)
+    executed = (tmp_path / "build" / "05_autoencoder_training.ipynb").read_text()
+    assert f"resuming from {checkpoint}: 1 windows done" in executed
+    assert resumed["sizes"]["5x5"]["loss_history"] == history and not checkpoint.exists()
+    assert (own / "5x5" / autoencoder.WEIGHTS_FILE).read_bytes() == weights
     # below the threshold nothing is trained; the set given as a .yaml path reads the same database
     again, _ = _run("05_autoencoder_training", tmp_path / "again", smoke_db, reference_dir=str(autoencoders),
                     model_set=SMOKE_YAML)

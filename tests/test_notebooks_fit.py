@@ -33,6 +33,7 @@ def test_16_fit_family_records_agreement_and_scale_beside_the_twins(tmp_path, sm
     assert {k: a["kind"] for k, a in result["autoencoders"].items()} == {"5x5": "reference", "7x7": "reference"}
     assert result["n_kernels"] == {"5x5": {"trained": 800}, "7x7": {"random init": 1840}}
     assert result["n_fitted"] == 800 + 1840
+    assert not [key for key in result if "seconds" in key]                    # no wall time: the same bytes every run
 
     # the fit's labels are what fit.fit_labels gives on the same database, under the same threshold
     meta, kernels = store.read_kernel_array(smoke_db / "smoke", 5, models=[PPOCR_CLS])

@@ -27,9 +27,9 @@ from torch import nn
 
 from .. import __version__
 from ..errors import AnalysisError, CorruptFileError
-from ..fileio import atomic_directory
+from ..fileio import atomic_directory, write_json
 from ..preprocess import Prepared, from_hyperplane, hyperplane_basis, prepare
-from . import ae_loop
+from . import ae_checkpoint, ae_loop
 
 #: Bumped when the saved layout changes; `load` refuses versions it does not know.
 FORMAT_VERSION = 1
@@ -221,8 +221,8 @@ class Autoencoder:
                 "code": "1-D, sigmoid",
                 "output": "tanh, hyperplane coordinates",
             }
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-            (tmp / PROVENANCE_FILE).write_text(json.dumps(self.provenance, indent=2, default=_json_default) + "\n")
+            write_json(tmp / CONFIG_FILE, config)
+            write_json(tmp / PROVENANCE_FILE, self.provenance)
         return target
 
     @classmethod
@@ -269,15 +269,6 @@ def _read_json(path: Path) -> dict:
         raise CorruptFileError(f"{path}: not valid JSON ({exc})") from exc
 
 
-def _json_default(obj):
-    """numpy scalars/arrays in provenance become plain JSON."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
-
-
 def train(
     kernels,
     *,
@@ -298,6 +289,7 @@ def train(
     corpus=None,
     max_epochs: int | None = None,
     init: "Autoencoder | None" = None,
+    checkpoint: Path | str | None = None,
 ) -> Autoencoder:
     """Train an autoencoder on kernels [N, k, k] (or an already `Prepared` set).
 
@@ -314,6 +306,12 @@ def train(
     data for the provenance (a string or a JSON-able dict). `init`, an autoencoder of the same
     shape and widths, gives the starting weights instead of a random initialisation (continued
     training: its provenance's `init` records where they came from).
+
+    `checkpoint`: a file where the state after every window is written (`ae_checkpoint`); a run given a
+    checkpoint written for the same corpus, settings, seed, threads and code continues from it and ends
+    with the same weights, loss history and provenance (wall times aside) as a run never interrupted.
+    One written for another training, or unreadable, is not used (the run prints why). The file is
+    removed when training completes.
     """
     if init is not None and (tuple(init.hidden) != tuple(int(h) for h in hidden)
                              or abs(init.negative_slope - float(negative_slope)) > 0):
@@ -336,24 +334,36 @@ def train(
     else:   # the epoch rule: a window is one pass over the corpus
         window_batches, max_windows = math.ceil(n / batch), int(max_epochs)
     threads = ae_loop.default_threads() if num_threads is None else int(num_threads)
+    if init is not None and tuple(init.kernel_shape) != (kh, kw):
+        raise ValueError(f"init is a {init.kernel_shape} autoencoder, the kernels are {(kh, kw)}")
 
     with torch.random.fork_rng(devices=[]), _deterministic(device), _torch_threads(threads):
-        torch.manual_seed(seed)
-        module = KernelAutoencoder(len(prep.coords[0]), hidden, negative_slope).to(device)
-        if init is not None:
-            if tuple(init.kernel_shape) != (kh, kw):
-                raise ValueError(f"init is a {init.kernel_shape} autoencoder, the kernels are {(kh, kw)}")
-            module.load_state_dict(init.module.state_dict())
-        gen = torch.Generator().manual_seed(seed)
         data = torch.as_tensor(prep.coords, dtype=torch.float32, device=device)
-        opt = torch.optim.Adam(module.parameters(), lr=lr)
-        plateau = ae_loop.Plateau(patience, min_delta, lr_drops)
+
+        def fresh():
+            torch.manual_seed(seed)
+            module = KernelAutoencoder(len(prep.coords[0]), hidden, negative_slope).to(device)
+            if init is not None:
+                module.load_state_dict(init.module.state_dict())
+            return (module, torch.optim.Adam(module.parameters(), lr=lr),
+                    ae_loop.LoopState(ae_loop.Plateau(patience, min_delta, lr_drops)),
+                    ae_loop.BatchStream(data, batch, torch.Generator().manual_seed(seed)))
+
+        fp = None if checkpoint is None else ae_checkpoint.fingerprint(
+            data, None if init is None else init.module.state_dict(), hidden=[int(h) for h in hidden],
+            negative_slope=float(negative_slope), lr=float(lr), batch=batch, window_batches=window_batches,
+            max_windows=max_windows, patience=int(patience), min_delta=float(min_delta), lr_drops=int(lr_drops),
+            lr_drop_factor=float(lr_drop_factor), seed=int(seed), device=str(device), threads=threads)
+        module, opt, state, stream, before = ae_checkpoint.resume(checkpoint, fp, fresh)
         started = time.perf_counter()
-        state = ae_loop.run(module, opt, cosine_loss, ae_loop.batch_stream(data, batch, gen), batch_size=batch,
-                            window_batches=window_batches, max_windows=max_windows, lr_drop_factor=lr_drop_factor,
-                            plateau=plateau, progress=progress, desc=f"autoencoder {kh}x{kw}")
-        elapsed = time.perf_counter() - started
+        state = ae_loop.run(module, opt, cosine_loss, stream, state, batch_size=batch, window_batches=window_batches,
+                            max_windows=max_windows, lr_drop_factor=lr_drop_factor, progress=progress,
+                            desc=f"autoencoder {kh}x{kw}", after_window=None if checkpoint is None else (
+                                lambda st: ae_checkpoint.save(Path(checkpoint), fp, module, opt, st, stream,
+                                                              before + time.perf_counter() - started)))
+        elapsed = before + time.perf_counter() - started
         module.load_state_dict(state.best_state)
+    plateau = state.plateau
 
     ae = Autoencoder(module, (kh, kw), tuple(int(h) for h in hidden), float(negative_slope), hyperplane_basis(kh * kw))
     codes = ae.encode_coords(prep.coords)
@@ -400,6 +410,8 @@ def train(
         "kernels_lib_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return ae
 
 

@@ -53,10 +53,20 @@ def plan(db, kernel_sizes=(5, 7), min_trained: int = MIN_TRAINED_KERNELS) -> pd.
                           "autoencoder": OWN if n >= min_trained else REFERENCE} for k, n in counts.items()])
 
 
+def checkpoint_file(out_dir, kernel_size: int) -> Path:
+    """`out_dir`/.<k>x<k>.checkpoint: the training checkpoint of the set's own k×k autoencoder, beside the
+    folder it is saved to. There because notebook 05 knows that folder (and not the runner's build folder),
+    so a rerun with the same parameters finds it whoever runs it; hidden, so that the `figures` run
+    manifest never counts it as an output; outside the autoencoder's folder, which is replaced whole."""
+    return Path(out_dir) / f".{kernel_size}x{kernel_size}.checkpoint"
+
+
 def train_own(db, kernel_size: int, out_dir, max_kernels: int | None = None, seed: int = 0, **settings):
     """Train the set's own k×k autoencoder on its trained kernels (twins left out) and save it in
     `out_dir`/<k>x<k>, replacing an older one (whose label files go with it). `max_kernels`: a seeded
-    random subset for very large sets (the paper used all). Returns the `autoencoder.Autoencoder`."""
+    random subset for very large sets (the paper used all). Other keywords go to `autoencoder.train`,
+    e.g. `checkpoint=checkpoint_file(out_dir, k)` so that a killed run continues from its last window.
+    Returns the `autoencoder.Autoencoder`."""
     target = Path(out_dir) / f"{kernel_size}x{kernel_size}"
     return corpus.train_from_db(kernel_size, db, target, overwrite=True, max_kernels=max_kernels, seed=seed,
                                 note="the model set's own trained kernels (the paper's method)", **settings)

@@ -44,7 +44,7 @@ from .. import __version__
 from . import distributed, nets
 from .datasets import training_data
 from ..errors import KernelsLibError
-from ..fileio import atomic_write_text
+from ..fileio import write_json
 from .photos import write_bytes
 from ..paths import TRAINING_DIR
 from ..records import kernel_table
@@ -314,7 +314,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _write_provenance(run_dir: Path, provenance: dict) -> None:
-    atomic_write_text(run_dir / PROVENANCE, json.dumps(provenance, indent=1, sort_keys=True) + "\n")
+    write_json(run_dir / PROVENANCE, provenance, indent=1, sort_keys=True)
 
 
 def relabel_run(run_dir) -> TrainResult:
