@@ -1,11 +1,13 @@
-"""Kill and resume: SIGKILL `extract`, `classify` and `figures` at random (seeded) moments, resume each, check.
+"""Kill and resume: SIGKILL `extract`, autoencoder `train`, `classify` and `figures` at random (seeded)
+moments, resume each, check.
 
-    .venv/bin/python benchmarks/kill_resume.py                        # 10, 6 and 8 kills, seed 0
-    .venv/bin/python benchmarks/kill_resume.py --kills 5 8 5 --seed 3
+    .venv/bin/python benchmarks/kill_resume.py                        # 10, 8, 6 and 8 kills, seed 0
+    .venv/bin/python benchmarks/kill_resume.py --kills 5 5 8 5 --seed 3
 
 On the smoke set (data/models/smoke.yaml), in a scratch folder: first an uninterrupted run of each
-command (`extract --models smoke`, `classify` of that database, `figures --only` notebooks 10 and 11
-on both) gives the reference bytes and wall time T. Then each command is started as a subprocess
+command (`extract --models smoke`, `train` of a small 5×5 autoencoder on that database with a
+checkpoint, `classify` of the database, `figures --only` notebooks 10 and 11 on both) gives the
+reference bytes and wall time T (the autoencoder's provenance is compared without its wall times). Then each command is started as a subprocess
 (`python -m kernels_lib ...`, PYTHONPATH the checkout) and its process group — papermill's kernel
 included — is killed with SIGKILL after a moment drawn uniformly in [0, T], again and again, each time
 resuming from what the last one left, until the wanted number of kills landed; a run that ends before
@@ -54,12 +56,19 @@ class Job:
     argv: list[str]
     roots: list[Path]
     scratch: list[Path] = field(default_factory=list)
+    wall_times: tuple[str, ...] = ()                 # JSON keys holding wall times, left out of the comparison
     reference: dict = field(default_factory=dict)    # relative path -> bytes of the uninterrupted run
     seconds: float = 0.0                             # wall time of the uninterrupted run
 
     def files(self) -> dict[str, bytes]:
         """The visible files this command wrote, by path relative to the scratch folder's parent."""
-        return {str(p.relative_to(root.parent)): p.read_bytes() for root in self.roots for p in visible(root)}
+        return {str(p.relative_to(root.parent)): self._comparable(p) for root in self.roots for p in visible(root)}
+
+    def _comparable(self, path: Path) -> bytes:
+        if not (self.wall_times and path.suffix == ".json"):
+            return path.read_bytes()
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return json.dumps({k: v for k, v in record.items() if k not in self.wall_times}, sort_keys=True).encode()
 
     @property
     def written(self) -> list[Path]:
@@ -70,12 +79,22 @@ class Job:
             shutil.rmtree(root, ignore_errors=True)
 
 
+#: A 5×5 autoencoder small enough to train in seconds on the smoke set's 800 trained 5×5 kernels, on one
+#: thread; patience beyond the budget, so every run trains all 60 windows.
+TRAIN = ("--kernel-size", 5, "--hidden", 64, 32, "--batch-size", 64, "--window", 1024, "--max-samples", 61440,
+         "--patience", 100, "--num-threads", 1, "--seed", 0, "--overwrite", "--no-progress")
+#: Provenance fields that are wall times (a resumed run's differ).
+TRAIN_WALL_TIMES = ("train_seconds", "samples_per_second", "created")
+
+
 def jobs(work: Path) -> list[Job]:
-    """extract, classify and figures on the smoke set, each reading what the one before wrote."""
-    db, cls, build, fig = work / "db", work / "cls", work / "build", work / "fig"
+    """extract, train, classify and figures on the smoke set, each later one reading what extract wrote."""
+    db, ae, cls, build, fig = work / "db", work / "ae", work / "cls", work / "build", work / "fig"
     return [
         Job("extract", _cli("extract", "--models", "smoke", "--out", db / "smoke", "--kernel-sizes", 3, 5, 7,
                             "--no-progress"), [db]),
+        Job("train", _cli("train", "--db", db / "smoke", "--out", ae / "5x5", "--checkpoint", ae / ".5x5.checkpoint",
+                          *TRAIN), [ae], wall_times=TRAIN_WALL_TIMES),
         Job("classify", _cli("classify", "--db", db / "smoke", "--out", cls / "smoke" / "classification.parquet",
                              "--no-progress"), [cls]),
         Job("figures", _cli("figures", "--models", "smoke", "--only", NOTEBOOKS, "--no-progress", "--no-site",
@@ -126,6 +145,8 @@ def landed(job: Job) -> str:
         return f"{len(visible(job.roots[0]))} of 5 kernel files finished{writing}"
     if job.name == "classify":
         return ("classification written" if visible(job.roots[0]) else "before the classification was written") + writing
+    if job.name == "train":
+        return _training_landed(job.roots[0]) + writing
     path = job.scratch[0] / "run_manifest.json"
     if not path.is_file():
         return f"before the first notebook started{writing}"
@@ -133,6 +154,19 @@ def landed(job: Job) -> str:
     done = sorted(name for name, entry in record.items() if entry.get("completed"))
     running = sorted(name for name, entry in record.items() if not entry.get("completed"))
     return f"completed {done or 'none'}, running {running or 'none (between notebooks)'}{writing}"
+
+
+def _training_landed(folder: Path) -> str:
+    """How far the autoencoder's training had come: its checkpoint's windows, or saved."""
+    import torch
+
+    if visible(folder):
+        return "autoencoder saved"
+    checkpoint = folder / ".5x5.checkpoint"
+    if not checkpoint.is_file():
+        return "before the first checkpoint"
+    windows = len(torch.load(checkpoint, weights_only=True)["loop"]["history"])
+    return f"{windows} of 60 windows checkpointed"
 
 
 def _descendants(pid: int) -> list[int]:
@@ -239,7 +273,8 @@ def drill_all(work: Path, kills: dict[str, int], seed: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, nargs=3, default=[10, 6, 8], metavar=("EXTRACT", "CLASSIFY", "FIGURES"))
+    parser.add_argument("--kills", type=int, nargs=4, default=[10, 8, 6, 8],
+                        metavar=("EXTRACT", "TRAIN", "CLASSIFY", "FIGURES"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -251,7 +286,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kill_resume_") as scratch:
-        record = drill_all(args.work or Path(scratch), dict(zip(("extract", "classify", "figures"), args.kills)),
+        record = drill_all(args.work or Path(scratch), dict(zip(("extract", "train", "classify", "figures"), args.kills)),
                            args.seed)
     record.update(wall_s=round(time.perf_counter() - start, 1), load_before=[round(x, 2) for x in load_before],
                   load_after=[round(x, 2) for x in os.getloadavg()], notebooks=NOTEBOOKS,

@@ -171,6 +171,9 @@ def add_train(sub) -> None:
                    help="torch CPU threads while training (default: every core; 1 on a machine others load)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing autoencoder in --out")
+    p.add_argument("--checkpoint", type=Path, default=None, metavar="FILE",
+                   help="write the training state to FILE after every window; rerun the same command after an "
+                        "interruption to continue from it (removed when training completes)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -187,7 +190,8 @@ def run_train(args) -> int:
     ae = train_from_db(args.kernel_size, db, args.out, synthetic=synthetic, overwrite=args.overwrite,
                        hidden=tuple(args.hidden), lr=args.lr, batch_size=args.batch_size, max_samples=args.max_samples,
                        window=args.window, max_epochs=args.epochs, patience=args.patience, lr_drops=args.lr_drops,
-                       num_threads=args.num_threads, seed=args.seed, progress=not args.no_progress)
+                       num_threads=args.num_threads, seed=args.seed, checkpoint=args.checkpoint,
+                       progress=not args.no_progress)
     prov = ae.provenance
     print(f"trained {args.kernel_size}x{args.kernel_size} autoencoder: {prov.get('samples_seen'):,} kernels seen "
           f"({prov.get('epochs_run')} passes, {prov.get('torch_threads')} threads), "
