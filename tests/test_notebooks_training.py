@@ -160,5 +160,7 @@ def test_23_shows_every_cell_of_the_committed_factorial_study_as_recorded(tmp_pa
             assert recorded[name][str(float(wd))][data] == pytest.approx(expected, abs=0.006)
     assert all(value == 0.0 for value in (row["random init"] for row in recorded["clustered_pct"].values()))
     assert recorded["reference"]["n_kernels"] == 384
+    steps = {run["steps"] for run in runs}                                  # the titles state the runs' scale
+    assert recorded["scale"].endswith(f"{'/'.join(f'{n:,}' for n in sorted(steps))} steps on CPU")
     for figure in recorded["figures"].values():
         assert_png(figure)

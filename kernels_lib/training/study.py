@@ -270,6 +270,13 @@ def study_meta(folder=STUDY_DIR) -> dict:
     return heads[0]
 
 
+def run_scale(frame: pd.DataFrame, meta: dict) -> str:
+    """The scale of the study's runs in words, for figure titles: network, kernel size, steps, CPU."""
+    net, steps = meta["network"], sorted(frame.loc[frame["kind"] == "trained", "steps"].unique())
+    return (f"DepthwiseNet {net['width']} wide × {net['depth']} blocks, {net['kernel_size']}×{net['kernel_size']} "
+            f"kernels, {'/'.join(f'{int(n):,}' for n in steps)} steps on CPU")
+
+
 def cell_table(frame: pd.DataFrame, value: str, data=DATA) -> pd.DataFrame:
     """Mean of `value` over seeds: one row per data (in `data` order, then "random init" for the twins,
     averaged over data), one column per weight decay."""
