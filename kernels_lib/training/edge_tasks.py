@@ -66,12 +66,15 @@ GALLERY = 12                    # first-derivative kernels kept per run for the 
 GREY = 1                        # input channels of the network
 
 
-def grey_contrast(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def grey_contrast(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """[N, C, H, W] → [N, 1, H, W]: the mean of the channels, each image shifted to zero mean and scaled to
-    unit standard deviation (a flat image stays zero), so no colour or brightness is left to answer with."""
+    unit standard deviation, so no colour or brightness is left to answer with. An image flat to float
+    rounding (standard deviation ≤ eps × (1 + |mean|)) becomes zero rather than its rounding noise magnified."""
     grey = x.mean(dim=1, keepdim=True)
-    centred = grey - grey.mean(dim=(2, 3), keepdim=True)
-    return centred / centred.pow(2).mean(dim=(2, 3), keepdim=True).sqrt().clamp_min(eps)
+    mean = grey.mean(dim=(2, 3), keepdim=True)
+    std = (grey - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+    flat = std <= eps * (1 + mean.abs())
+    return torch.where(flat, torch.zeros_like(grey), (grey - mean) / torch.where(flat, torch.ones_like(std), std))
 
 
 def rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
@@ -325,15 +328,22 @@ def edge_files(folder=EDGE_DIR) -> list[Path]:
     return files
 
 
+def plan_settings(folder=EDGE_DIR) -> dict:
+    """{name: the setting's fields} over the JSON files in `folder`; a name given two meanings is an error."""
+    settings = {}
+    for path in edge_files(folder):
+        for name, setting in json.loads(path.read_text())["settings"].items():
+            if settings.setdefault(name, setting) != setting:
+                raise study.StudyError(f"setting {name!r} means different runs in the files of {folder}")
+    return settings
+
+
 def edge_frame(folder=EDGE_DIR) -> pd.DataFrame:
     """Every run and twin of the JSON files in `folder` as one table (twins: kind "random init"), with the
     setting's steps and weight decay on each row; a run held twice, or a setting name given two meanings, is an error."""
-    runs, twins, settings = [], [], {}
+    runs, twins, settings = [], [], plan_settings(folder)
     for path in edge_files(folder):
         plan = json.loads(path.read_text())
-        for name, setting in plan["settings"].items():
-            if settings.setdefault(name, setting) != setting:
-                raise study.StudyError(f"setting {name!r} means different runs in the files of {folder}")
         runs += plan["runs"]
         twins += plan["twins"]
     keys = [_key(r) for r in runs]
@@ -396,6 +406,60 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
         low, high = images.min(), others.max()
         rows.append({"setting": setting, "images_min_pct": 100 * low, "controls_and_twins_max_pct": 100 * high,
                      "separates": bool(low > 0 and low > high)})
+    return pd.DataFrame(rows)
+
+
+#: The groups of `points_frame`, in the order the figure draws them.
+GROUPS = ("photographs", "phase-scrambled", "i.i.d. noise", "random init")
+
+
+def points_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and twin for a figure of seeds as points: its setting (named with its steps), its group
+    (`GROUPS`: the images, a control, or the untrained twin) and its measures in %."""
+    return pd.DataFrame({
+        "setting": frame["setting"] + "\n" + frame["steps"].astype(int).astype(str) + " steps",
+        "group": frame["control"].where(frame["kind"] == "trained", GROUPS[-1]), "seed": frame["seed"],
+        **{column: pd.to_numeric(frame[source], errors="coerce") * scale for column, (source, scale)
+           in TABLE_MEASURES.items() if source in frame}})
+
+
+def gallery(frame: pd.DataFrame, limit: int = 48) -> tuple[np.ndarray, list[str]]:
+    """The first-derivative kernels the runs kept ([N, 7, 7], at most `limit`, taken in turn from each run so
+    that every run that has some shows some) and a caption for each: setting, data and seed."""
+    trained = frame[frame["kind"] == "trained"]
+    queues = [(f"{r.setting} {r.data} s{r.seed}", list(r.first_derivative_kernels))
+              for r in trained.itertuples() if isinstance(r.first_derivative_kernels, list) and r.first_derivative_kernels]
+    kernels, captions = [], []
+    while queues and len(kernels) < limit:
+        for caption, queue in queues:
+            if queue and len(kernels) < limit:
+                kernels.append(queue.pop(0))
+                captions.append(caption)
+        queues = [q for q in queues if q[1]]
+    return np.asarray(kernels, dtype=np.float64).reshape(-1, study.KERNEL_SIZE, study.KERNEL_SIZE), captions
+
+
+def rerun(setting: str, seed: int, folder, committed=EDGE_DIR, changes: dict | None = None) -> pd.DataFrame:
+    """Train a committed setting's runs of one seed again, from scratch, into `folder` (its JSON and run folders
+    are replaced), and set each measure beside the committed run's: one row per data and measure. Without
+    `changes` the two must agree to the byte (one CPU thread, the same library versions)."""
+    import shutil
+
+    frame, known = edge_frame(committed), plan_settings(committed)
+    if setting not in known:
+        raise study.StudyError(f"no committed setting {setting!r}; the committed ones are {', '.join(known)}")
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    plan = run_plan(folder / "rerun.json", [Setting(**known[setting])], seeds=(seed,), runs_dir=folder / "runs",
+                    changes=changes, progress=False)
+    old = frame[(frame["kind"] == "trained") & (frame["setting"] == setting) & (frame["seed"] == seed)]
+    rows = []
+    for run in plan["runs"]:
+        before = old[old["data"] == run["data"]]
+        for measure in ("clustered", "first_derivative_share", "template_cosine_median", "val_accuracy",
+                        "accuracy_identity"):
+            rows.append({"data": run["data"], "measure": measure, "rerun": run[measure],
+                         "committed": before[measure].iloc[0] if len(before) else None})
     return pd.DataFrame(rows)
 
 
