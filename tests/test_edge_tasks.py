@@ -146,10 +146,10 @@ def test_a_tiny_plan_records_every_measure_and_resumes_without_training(tmp_path
 
 
 def _frame(images, controls, twins) -> pd.DataFrame:
-    rows = [{"setting": "s", "kind": "trained", "control": "photographs", "first_derivative_share": v} for v in images]
+    rows = [{"setting": "s", "kind": "trained", "control": "images", "first_derivative_share": v} for v in images]
     rows += [{"setting": "s", "kind": "trained", "control": "phase-scrambled", "first_derivative_share": v}
              for v in controls]
-    rows += [{"setting": "s", "kind": "random init", "control": "photographs", "first_derivative_share": v}
+    rows += [{"setting": "s", "kind": "random init", "control": "images", "first_derivative_share": v}
              for v in twins]
     return pd.DataFrame(rows)
 

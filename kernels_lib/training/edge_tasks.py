@@ -353,7 +353,7 @@ def edge_frame(folder=EDGE_DIR) -> pd.DataFrame:
                       ignore_index=True)
     for field in ("steps", "weight_decay", "crop_size", "width", "depth"):
         frame[field] = frame["setting"].map({name: s[field] for name, s in settings.items()})
-    frame["control"] = frame["data"].map(lambda d: "photographs" if d in (PHOTO_DATA[0], FASHION_DATA[0])
+    frame["control"] = frame["data"].map(lambda d: "images" if d in (PHOTO_DATA[0], FASHION_DATA[0])
                                          else "phase-scrambled" if d.endswith("-phase") else "i.i.d. noise")
     return frame
 
@@ -401,8 +401,8 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for setting, part in frame.groupby("setting", sort=False):
         share = pd.to_numeric(part["first_derivative_share"], errors="coerce")
-        images = share[(part["kind"] == "trained") & (part["control"] == "photographs")]
-        others = share[(part["kind"] != "trained") | (part["control"] != "photographs")]
+        images = share[(part["kind"] == "trained") & (part["control"] == "images")]
+        others = share[(part["kind"] != "trained") | (part["control"] != "images")]
         low, high = images.min(), others.max()
         rows.append({"setting": setting, "images_min_pct": 100 * low, "controls_and_twins_max_pct": 100 * high,
                      "separates": bool(low > 0 and low > high)})
@@ -410,7 +410,7 @@ def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 #: The groups of `points_frame`, in the order the figure draws them.
-GROUPS = ("photographs", "phase-scrambled", "i.i.d. noise", "random init")
+GROUPS = ("images", "phase-scrambled", "i.i.d. noise", "random init")
 
 
 def points_frame(frame: pd.DataFrame) -> pd.DataFrame:
