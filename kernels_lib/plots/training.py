@@ -92,9 +92,11 @@ def factorial_heatmap(table: pd.DataFrame, title: str, value_label: str, column_
 GROUP_COLOURS = ["#2471a3", "#d4ac0d", "#c0392b", "#7f8c8d"]
 
 
-def seed_points(frame: pd.DataFrame, panels: dict, groups, title: str, xlabel: str = "setting") -> Figure:
+def seed_points(frame: pd.DataFrame, panels: dict, groups, title: str, xlabel: str = "setting",
+                marks: dict | None = None, mark_label: str = "chance") -> Figure:
     """One panel per measure ({column: axis label}), one x position per setting (in order of appearance), the
-    `groups` side by side at each (column `group`), every row (a seed) a point and the mean a short bar."""
+    `groups` side by side at each (column `group`), every row (a seed) a point and the mean a short bar.
+    `marks` ({column: {setting: value}}): a level drawn dashed across a setting's slot (e.g. its chance)."""
     settings = list(dict.fromkeys(frame["setting"]))
     if not settings:
         raise ValueError("no runs to plot")
@@ -113,6 +115,10 @@ def seed_points(frame: pd.DataFrame, panels: dict, groups, title: str, xlabel: s
                 ax.scatter(i + offset + spread, values, s=18, color=colour, edgecolor="black", linewidth=0.4,
                            zorder=3, label=group)
                 ax.hlines(values.mean(), i + offset - 0.4 * width, i + offset + 0.4 * width, color=colour, lw=2)
+        for i, setting in enumerate(settings):
+            level = (marks or {}).get(column, {}).get(setting)
+            if level is not None:
+                ax.hlines(level, i - 0.45, i + 0.45, color="black", lw=1, ls="--", zorder=2, label=mark_label)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
         top = max(1.0, float(pd.to_numeric(frame[column], errors="coerce").max()) * 1.12)

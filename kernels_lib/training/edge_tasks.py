@@ -358,24 +358,28 @@ def edge_frame(folder=EDGE_DIR) -> pd.DataFrame:
     return frame
 
 
-#: Columns of `setting_table` (name: source field, scale); each the mean over seeds.
-TABLE_MEASURES = {"clustered_pct": ("clustered", 100), "first_derivative_pct": ("first_derivative_share", 100),
-                  "template_cosine_median": ("template_cosine_median", 1), "val_accuracy_pct": ("val_accuracy", 100),
-                  "identity_accuracy_pct": ("accuracy_identity", 100), "chance_pct": ("chance", 100)}
+#: Columns of `setting_table` (name: source field, scale); each the mean over seeds. "first_derivatives_fit":
+#: how many of a run's kernels the direct DoG-family fit (no autoencoder) calls a clustered first derivative.
+TABLE_MEASURES = {"val_accuracy_pct": ("val_accuracy", 100), "identity_accuracy_pct": ("accuracy_identity", 100),
+                  "initial_kernels_accuracy_pct": ("accuracy_initial_kernels", 100), "chance_pct": ("chance", 100),
+                  "clustered_pct": ("clustered", 100), "first_derivative_pct": ("first_derivative_share", 100),
+                  "first_derivatives_fit": ("n_first_derivatives_fit", 1),
+                  "template_cosine_median": ("template_cosine_median", 1)}
 
 
 def _measures(part: pd.DataFrame) -> dict:
     """The mean over `part`'s rows of each `TABLE_MEASURES` (None where undefined), the seed count, the spread
-    of % clustered and the first derivatives' count per run."""
+    of % clustered and the first derivatives' count per run (the autoencoder's, the fit's)."""
     row = {"n_seeds": int(part["seed"].nunique())}
     for column, (source, scale) in TABLE_MEASURES.items():
         values = pd.to_numeric(part[source], errors="coerce") * scale if source in part else pd.Series(dtype=float)
         row[column] = values.mean() if values.notna().any() else None
     clustered = pd.to_numeric(part["clustered"], errors="coerce") * 100
     row["clustered_pct_min"], row["clustered_pct_max"] = clustered.min(), clustered.max()
-    counts = pd.to_numeric(part["n_first_derivatives"], errors="coerce").dropna() \
-        if "n_first_derivatives" in part else []
-    row["first_derivatives_per_run"] = "/".join(str(int(c)) for c in counts) or None
+    for column, source in (("first_derivatives_per_run", "n_first_derivatives"),
+                           ("fit_first_derivatives_per_run", "n_first_derivatives_fit")):
+        counts = pd.to_numeric(part[source], errors="coerce").dropna() if source in part else []
+        row[column] = "/".join(str(int(c)) for c in counts) or None
     return row
 
 
@@ -394,19 +398,29 @@ def setting_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per setting: whether its first derivatives come from the images and not from the noise: the smallest
-    first-derivative share over the seeds trained on the images, against the largest over the seeds of both
-    controls and of the random-init twins. `separates` only when the former is above zero and above the latter."""
+def verdicts(frame: pd.DataFrame, measure: str = "first_derivative_share") -> pd.DataFrame:
+    """Per setting: whether its first derivatives (by `measure`: the autoencoder's share, or the fit's count
+    "n_first_derivatives_fit") come from the images and not from the noise: the smallest value over the seeds
+    trained on the images, against the largest over the seeds of both controls and of the random-init twins.
+    `separates` only when the former is above zero and above the latter."""
     rows = []
     for setting, part in frame.groupby("setting", sort=False):
-        share = pd.to_numeric(part["first_derivative_share"], errors="coerce")
-        images = share[(part["kind"] == "trained") & (part["control"] == "images")]
-        others = share[(part["kind"] != "trained") | (part["control"] != "images")]
+        value = pd.to_numeric(part[measure], errors="coerce")
+        images = value[(part["kind"] == "trained") & (part["control"] == "images")]
+        others = value[(part["kind"] != "trained") | (part["control"] != "images")]
         low, high = images.min(), others.max()
-        rows.append({"setting": setting, "images_min_pct": 100 * low, "controls_and_twins_max_pct": 100 * high,
+        rows.append({"setting": setting, "measure": measure, "images_min": low, "controls_and_twins_max": high,
                      "separates": bool(low > 0 and low > high)})
     return pd.DataFrame(rows)
+
+
+def scale_label(frame: pd.DataFrame) -> str:
+    """The runs' scale for a figure title, from the settings in `frame` (several values joined by "/")."""
+    def values(field):
+        return "/".join(f"{v:g}" for v in dict.fromkeys(frame[field].dropna()))
+    return (f"DepthwiseNet {values('width')}×{values('depth')}, {study.KERNEL_SIZE}×{study.KERNEL_SIZE}, "
+            f"{values('steps')} steps, wd {values('weight_decay')}, CPU; grey unit-contrast "
+            f"{values('crop_size')}×{values('crop_size')} crops")
 
 
 #: The groups of `points_frame`, in the order the figure draws them.
