@@ -43,7 +43,6 @@ from .default_runs import DEFAULT_RUNS
 from .labels import reference_classifier
 from .loop import TrainConfig, load_run
 from ..database.store import read_kernels
-from ..fileio import write_json
 from ..paths import TRAINING_DIR, cache_dir
 
 EDGE_DIR = TRAINING_DIR / "edge_tasks"
@@ -295,17 +294,10 @@ def run_plan(path, settings, seeds=(0, 1), runs_dir=None, changes: dict | None =
                 plan["runs"].append(run)
                 plan["twins"].append(twin)
                 done.add(_key(run))
-                write_json(path, plan, indent=1)
-                if progress:
-                    print(f"{config.run}: {_describe(run)}", flush=True)
+                study.save_progress(path, plan, run, progress,
+                                    f"{run['n_first_derivatives']} first derivatives, val acc {run['val_accuracy']} "
+                                    f"(identity kernels {run['accuracy_identity']}, chance {run['chance']})")
     return plan
-
-
-def _describe(run: dict) -> str:
-    clustered = "-" if run["clustered"] is None else f"{100 * run['clustered']:.1f} %"
-    return (f"clustered {clustered}, {run['n_first_derivatives']} first derivatives, val acc {run['val_accuracy']} "
-            f"(identity kernels {run['accuracy_identity']}, chance {run['chance']}), {run['wall_seconds']} s wall, "
-            f"load {run['load_average']}")
 
 
 def _read(path: Path, changes: dict | None) -> dict:
