@@ -18,7 +18,7 @@ from .pca import pca_figure, pca_scatter_html, template_names
 from .spectrum import spectrum_strip
 from .style import (DIVERGING, PALETTE, class_color, cluster_colour, save_figure, save_html,
                     show_figures_in_notebooks, symmetric_limit)
-from .training import clustered_over_epochs, comparison_table_figure, factorial_heatmap
+from .training import clustered_over_epochs, comparison_table_figure, factorial_heatmap, seed_points
 
 show_figures_in_notebooks()
 
@@ -31,5 +31,5 @@ __all__ = [
     "save_html", "show_figures_in_notebooks", "spectrum_strip", "stacked_proportions", "symmetric_limit", "template_names",
     "total_activation_boxes", "clustered_over_epochs", "comparison_table_figure",
 ]
-__all__ += ["factorial_heatmap"]
+__all__ += ["factorial_heatmap", "seed_points"]
 __all__ += ["agreement_heatmaps", "axis_distance", "coverage_curves", "sigma_by_layer", "theta_by_layer"]

@@ -86,3 +86,47 @@ def factorial_heatmap(table: pd.DataFrame, title: str, value_label: str, column_
     fig.colorbar(image, ax=ax, label=value_label, shrink=0.9)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+#: Colours of the groups of `seed_points`, in order: the images, their controls, the untrained twins.
+GROUP_COLOURS = ["#2471a3", "#d4ac0d", "#c0392b", "#7f8c8d"]
+
+
+def seed_points(frame: pd.DataFrame, panels: dict, groups, title: str, xlabel: str = "setting",
+                marks: dict | None = None, mark_label: str = "chance") -> Figure:
+    """One panel per measure ({column: axis label}), one x position per setting (in order of appearance), the
+    `groups` side by side at each (column `group`), every row (a seed) a point and the mean a short bar.
+    `marks` ({column: {setting: value}}): a level drawn dashed across a setting's slot (e.g. its chance)."""
+    settings = list(dict.fromkeys(frame["setting"]))
+    if not settings:
+        raise ValueError("no runs to plot")
+    fig = Figure(figsize=(max(6.4, 1.2 * len(settings) + 2.5), 2.9 * len(panels) + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True))
+    width = 0.8 / len(groups)
+    for ax, (column, label) in zip(axes, panels.items()):
+        for j, (group, colour) in enumerate(zip(groups, GROUP_COLOURS * 2)):
+            offset = (j - (len(groups) - 1) / 2) * width
+            for i, setting in enumerate(settings):
+                values = pd.to_numeric(frame.loc[(frame["setting"] == setting) & (frame["group"] == group), column],
+                                       errors="coerce").dropna()
+                if values.empty:
+                    continue
+                spread = np.linspace(-0.25, 0.25, len(values)) * width if len(values) > 1 else np.zeros(1)
+                ax.scatter(i + offset + spread, values, s=18, color=colour, edgecolor="black", linewidth=0.4,
+                           zorder=3, label=group)
+                ax.hlines(values.mean(), i + offset - 0.4 * width, i + offset + 0.4 * width, color=colour, lw=2)
+        for i, setting in enumerate(settings):
+            level = (marks or {}).get(column, {}).get(setting)
+            if level is not None:
+                ax.hlines(level, i - 0.45, i + 0.45, color="black", lw=1, ls="--", zorder=2, label=mark_label)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        top = max(1.0, float(pd.to_numeric(frame[column], errors="coerce").max()) * 1.12)
+        ax.set_ylim(-0.03 * top, top)
+    axes[-1].set_xticks(range(len(settings)), settings, rotation=20, ha="right", fontsize=8)
+    axes[-1].set_xlabel(xlabel)
+    handles, names = axes[0].get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    fig.legend(unique.values(), unique.keys(), fontsize=7, frameon=False, loc="outside lower center", ncols=len(unique))
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -214,16 +214,20 @@ def run_study(path, data=DATA, weight_decays=WEIGHT_DECAYS, seeds=SEEDS, setting
                 if twin:
                     study["twins"].append(twin)
                     twins.add(_key(twin))
-                write_json(path, study, indent=1)
-                if progress:
-                    print(f"{config.run}: {_describe(run)}", flush=True)
+                save_progress(path, study, run, progress,
+                              f"1st derivatives {run['first_derivative_share']}, val acc {run['val_accuracy']}, "
+                              f"Σ lr·wd {run['integrated_weight_decay']:.3f}")
     return study
 
 
-def _describe(run: dict) -> str:
-    clustered = "-" if run["clustered"] is None else f"{100 * run['clustered']:.1f} %"
-    return (f"clustered {clustered}, 1st derivatives {run['first_derivative_share']}, val acc {run['val_accuracy']}, "
-            f"Σ lr·wd {run['integrated_weight_decay']:.3f}, {run['wall_seconds']} s wall, load {run['load_average']}")
+def save_progress(path, record: dict, run: dict, progress: bool, details: str) -> None:
+    """Write the whole `record` atomically after each run (a stopped study resumes from it) and, with
+    `progress`, print the run's % clustered, `details`, its time and the load average."""
+    write_json(path, record, indent=1)
+    if progress:
+        clustered = "-" if run["clustered"] is None else f"{100 * run['clustered']:.1f} %"
+        print(f"{run['run']}: clustered {clustered}, {details}, {run['wall_seconds']} s wall, load {run['load_average']}",
+              flush=True)
 
 
 def _read(path: Path, settings: dict) -> dict:
