@@ -61,7 +61,7 @@ import torch
 from . import nets
 from ..analysis import masterkeys
 from ..database.store import read_kernels
-from ..errors import KernelsLibError
+from ..errors import KernelsLibError, did_you_mean
 from ..fileio import jsonable, write_json
 from ..method.scale_space import discrete
 from ..paths import TRAINING_DIR, cache_dir
@@ -116,8 +116,8 @@ def _committed(run: str) -> tuple[dict, tuple[np.ndarray, ...]]:
 def committed_source(run: str) -> tuple[dict, list[np.ndarray]]:
     """A committed run's final depthwise kernels per layer and what it was (data, seed, steps, % clustered)."""
     if not (TRAINING_DIR / run).is_dir():
-        raise FrozenError(f"no committed run {run!r} in {TRAINING_DIR}; choose from "
-                          f"{sorted(p.name for p in TRAINING_DIR.iterdir() if (p / 'checkpoint.pt').is_file())}")
+        known = sorted(p.name for p in TRAINING_DIR.iterdir() if (p / "checkpoint.pt").is_file())
+        raise FrozenError(f"no committed run {run!r} in {TRAINING_DIR}; {did_you_mean(run, known)}choose from {known}")
     record, kernels = _committed(run)
     return dict(record), [k.copy() for k in kernels]
 
@@ -219,7 +219,7 @@ def bank_kernels(condition: str, seed: int, k: int) -> np.ndarray:
         return scale_space_bank(k)[0]
     if condition == "random":
         return random_bank(N_MASTER_KEYS, k, seed)
-    raise FrozenError(f"no bank {condition!r}; the banks are {BANKS}")
+    raise FrozenError(f"no bank {condition!r}; {did_you_mean(condition, BANKS)}the banks are {BANKS}")
 
 
 def study_recipe(weight_decay: float = WEIGHT_DECAY, settings: dict | None = None, train_changes: dict | None = None,
@@ -265,12 +265,15 @@ def run_one(data, target: str, condition: str, seed: int, recipe: dict, runs_dir
         source = condition[len(TRANSFER):]
         if source not in sources:
             raise FrozenError(f"{condition}: neither a learned run on {source!r} with seed {seed} in this study nor "
-                              f"a committed run given; add {source!r} to the sources or to the committed runs")
+                              f"a committed run given; {did_you_mean(source, sources)}or add {source!r} to the "
+                              "sources or to the committed runs")
         frozen = [np.stack([assign(kernel[None], 1)[0] for kernel in layer]) for layer in sources[source]]
         origin = f"data/training/{source}" if source in committed else f"{LEARNED}-{source}-seed{seed}"
         prepare = freezer(frozen, {"frozen": condition, "source_run": origin, "norm": INIT_NORM})
     elif condition != LEARNED:
-        raise FrozenError(f"unknown condition {condition!r}; use {LEARNED!r}, one of {BANKS} or '{TRANSFER}<data>'")
+        known = [LEARNED, *BANKS, *(f"{TRANSFER}{s}" for s in sources)]
+        raise FrozenError(f"unknown condition {condition!r}; {did_you_mean(condition, known)}use {LEARNED!r}, one of "
+                          f"{BANKS} or '{TRANSFER}<data>'")
     result = train(config, run_dir=_run_dir(runs_dir, config), data=data, progress=False, resume=True,
                    prepare=prepare)
     final = depthwise_kernels(result.model)
@@ -340,11 +343,12 @@ def run_frozen(path=RESULTS_FILE, targets=TARGETS, sources=SOURCES, seeds=SEEDS,
             loaded[name] = training_data(name, **_config(name, LEARNED, 0, recipe).data_arguments())
         return loaded[name]
 
+    plan = [(name, LEARNED) for name in dict.fromkeys([*sources, *targets])]
+    plan += [(target, condition) for target in targets for condition in conditions(target, sources, committed)[1:]]
+    for name in dict.fromkeys(t for seed in seeds for t, c in plan if (t, c, seed) not in done):
+        data_of(name)                       # a data name that does not exist fails here, before any training
     for seed in seeds:
         learned: dict = {run: committed_source(run)[1] for run in committed}
-        plan = [(name, LEARNED) for name in dict.fromkeys([*sources, *targets])]
-        plan += [(target, condition) for target in targets
-                 for condition in conditions(target, sources, committed)[1:]]
         for target, condition in plan:
             needed = {c[len(TRANSFER):] for t, c in plan if c.startswith(TRANSFER) and (t, c, seed) not in done}
             if (target, condition, seed) in done and not (condition == LEARNED and target in needed):
