@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from kernels_lib import plots
 from kernels_lib.training import frozen, nets, photos
 from kernels_lib.training.datasets import DatasetUnavailableError, training_data
 from kernels_lib.training.loop import build_model, load_run
@@ -150,3 +151,15 @@ def test_unknown_names_are_refused_with_the_close_ones_before_anything_trains(tm
     with pytest.raises(frozen.FrozenError, match="7×7"):
         frozen.master_keys(5)
 
+
+
+def test_the_accuracy_figure_has_a_panel_per_data_set_and_each_bar_is_the_mean_over_seeds():
+    frame = frozen.frozen_frame()
+    table = frozen.accuracy_table(frame)
+    fig = plots.frozen_accuracy_bars(frame, frozen.target_order(frame), frozen.condition_order(frame), title="t",
+                                     data_labels=frozen.data_labels(frame))
+    axes = [ax for ax in fig.axes if ax.patches]
+    assert [ax.get_title().split("\n")[0] for ax in axes] == ["photos", "fashion-mnist", "photos-iid"]
+    for ax, (data, part) in zip(axes, table.groupby("data", sort=False)):
+        np.testing.assert_allclose([bar.get_height() for bar in ax.patches], part["val_accuracy_pct"], atol=1e-9)
+    assert "source only" in axes[2].get_title() and "1,000 validated" in axes[1].get_title()

@@ -94,19 +94,20 @@ TRANSFER_COLOURS = ["#7d3c98", "#a569bd", "#c39bd3", "#5b2c6f", "#4a235a"]
 
 
 def frozen_accuracy_bars(frame: pd.DataFrame, data_order, condition_order, title: str, chance: dict | None = None,
-                         labels: dict | None = None) -> Figure:
+                         data_labels: dict | None = None) -> Figure:
     """One panel per data set (`data_order`): a bar per condition present (mean validation accuracy over seeds,
     %, written above it) with each seed's run as a black dot; `chance` {data: accuracy in %} as a dashed line.
-    frame: one row per run with target, condition, seed and val_accuracy (a fraction); labels rename conditions."""
+    frame: one row per run with target, condition, seed and val_accuracy (a fraction); data_labels title the
+    panels (default: the data's name)."""
     parts = [frame[frame["target"] == name] for name in data_order]
-    widths = [max(1, part["condition"].nunique()) for part in parts]
+    widths = [max(2, part["condition"].nunique()) for part in parts]      # room for a panel title
     if not sum(len(p) for p in parts):
         raise ValueError("no runs to plot")
     fig = Figure(figsize=(1.9 + 0.62 * sum(widths), 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(parts), sharey=True, gridspec_kw={"width_ratios": widths}))
     transfers = iter(TRANSFER_COLOURS * 3)
     colours = {c: CONDITION_COLOURS.get(c) or next(transfers) for c in condition_order}
-    for ax, name, part in zip(axes, data_order, parts):
+    for ax, name, part, width in zip(axes, data_order, parts, widths):
         present = [c for c in condition_order if c in set(part["condition"])]
         for x, condition in enumerate(present):
             values = 100 * part.loc[part["condition"] == condition, "val_accuracy"].astype(float).to_numpy()
@@ -117,10 +118,11 @@ def frozen_accuracy_bars(frame: pd.DataFrame, data_order, condition_order, title
             ax.text(x, max(values.max(), mean) + 1.5, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
         if chance and name in chance:
             ax.axhline(chance[name], color="black", ls="--", lw=0.8, label="chance")
-        ax.set_xticks(range(len(present)), [(labels or {}).get(c, c) for c in present], rotation=40, ha="right",
-                      fontsize=7.5)
-        ax.set_title(name, fontsize=9)
-        ax.set_ylim(0, 105)
+        ax.set_xticks(range(len(present)), present, rotation=40, ha="right", fontsize=7.5)
+        ax.set_title((data_labels or {}).get(name, name), fontsize=8.5)
+        ax.set_ylim(0, 110)
+        ax.set_yticks(range(0, 101, 20))
+        ax.set_xlim(-0.5 - (width - len(present)) / 2, len(present) - 0.5 + (width - len(present)) / 2)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("validation accuracy (%)")
     handles, names = axes[0].get_legend_handles_labels()

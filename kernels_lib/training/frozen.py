@@ -408,13 +408,22 @@ def accuracy_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def data_labels(frame: pd.DataFrame, targets=TARGETS) -> dict:
+    """A panel title per data set of `frame`: its classes and validation size, and whether it is only a source."""
+    labels = {}
+    for name, part in frame.groupby("target"):
+        role = "" if name in targets else "\n(source only)"
+        labels[name] = f"{name}\n{part['n_classes'].iloc[0]} classes, {part['n_validation'].iloc[0]:,} validated{role}"
+    return labels
+
+
 def scale_label(recipe: dict, frame: pd.DataFrame) -> str:
     """What the runs of a study are, for a figure title: network, steps, batch, seeds and machine."""
     config = _config(frame["target"].iloc[0], LEARNED, 0, recipe)
-    net = config.network_options()
+    net, seeds = config.network_options(), frame["seed"].nunique()
     where = "one CPU thread" if config.device == "cpu" and config.num_threads == 1 else f"device {config.device}"
     return (f"DepthwiseNet {net['kernel_size']}×{net['kernel_size']} ({net['width']} channels, {net['depth']} blocks), "
-            f"{int(frame['steps'].max())} steps of batch {config.batch_size} per run, {frame['seed'].nunique()} seeds, "
+            f"{int(frame['steps'].max())} steps of batch {config.batch_size} per run, {seeds} seed{'s' * (seeds != 1)}, "
             f"{where}")
 
 
