@@ -4,7 +4,8 @@ One module per figure family — `style` (palette, colour scales, saving), `kern
 grids, galleries, centroids), `dog` (Figure 1), `pca` (Figure 4), `spectrum` (Figures 3/31/32),
 `bars` (proportions, % clustered, total activation), `autoencoder` (Figure 16, loss, method
 comparison), `fit` (the autoencoder-free cross-check: agreement, σ/θ per layer, coverage),
-`training` (% clustered over epochs, runs side by side, the data × weight-decay heatmaps) — and the
+`training` (% clustered over epochs, runs side by side, the data × weight-decay heatmaps, accuracy
+with frozen depthwise kernels) — and the
 public functions gathered here. Figures take data (arrays, tables) and return `matplotlib.figure.Figure` or plotly objects; nothing here reads a database or a file.
 """
 from .autoencoder import architecture_figure, confusion_heatmap, loss_curve, method_comparison, recall_heatmap
@@ -18,7 +19,8 @@ from .pca import pca_figure, pca_scatter_html, template_names
 from .spectrum import spectrum_strip
 from .style import (DIVERGING, PALETTE, class_color, cluster_colour, save_figure, save_html,
                     show_figures_in_notebooks, symmetric_limit)
-from .training import clustered_over_epochs, comparison_table_figure, factorial_heatmap, seed_points
+from .training import (clustered_over_epochs, comparison_table_figure, factorial_heatmap, frozen_accuracy_bars,
+                       seed_points)
 
 show_figures_in_notebooks()
 
@@ -31,5 +33,5 @@ __all__ = [
     "save_html", "show_figures_in_notebooks", "spectrum_strip", "stacked_proportions", "symmetric_limit", "template_names",
     "total_activation_boxes", "clustered_over_epochs", "comparison_table_figure",
 ]
-__all__ += ["factorial_heatmap", "seed_points"]
+__all__ += ["factorial_heatmap", "frozen_accuracy_bars", "seed_points"]
 __all__ += ["agreement_heatmaps", "axis_distance", "coverage_curves", "sigma_by_layer", "theta_by_layer"]

@@ -128,5 +128,45 @@ def seed_points(frame: pd.DataFrame, panels: dict, groups, title: str, xlabel: s
     handles, names = axes[0].get_legend_handles_labels()
     unique = dict(zip(names, handles))
     fig.legend(unique.values(), unique.keys(), fontsize=7, frameon=False, loc="outside lower center", ncols=len(unique))
+
+#: Bar colours of the frozen-filter conditions: learned, the three banks, then the transfers.
+CONDITION_COLOURS = {"learned": "#2471a3", "master-keys": "#d35400", "scale-space": "#17a589", "random": "#7f8c8d"}
+TRANSFER_COLOURS = ["#7d3c98", "#a569bd", "#c39bd3", "#5b2c6f", "#4a235a"]
+
+
+def frozen_accuracy_bars(frame: pd.DataFrame, data_order, condition_order, title: str, chance: dict | None = None,
+                         data_labels: dict | None = None) -> Figure:
+    """One panel per data set (`data_order`): a bar per condition present (mean validation accuracy over seeds,
+    %, written above it) with each seed's run as a black dot; `chance` {data: accuracy in %} as a dashed line.
+    frame: one row per run with target, condition, seed and val_accuracy (a fraction); data_labels title the
+    panels (default: the data's name)."""
+    parts = [frame[frame["target"] == name] for name in data_order]
+    widths = [max(2, part["condition"].nunique()) for part in parts]      # room for a panel title
+    if not sum(len(p) for p in parts):
+        raise ValueError("no runs to plot")
+    fig = Figure(figsize=(1.9 + 0.62 * sum(widths), 4.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(parts), sharey=True, gridspec_kw={"width_ratios": widths}))
+    transfers = iter(TRANSFER_COLOURS * 3)
+    colours = {c: CONDITION_COLOURS.get(c) or next(transfers) for c in condition_order}
+    for ax, name, part, width in zip(axes, data_order, parts, widths):
+        present = [c for c in condition_order if c in set(part["condition"])]
+        for x, condition in enumerate(present):
+            values = 100 * part.loc[part["condition"] == condition, "val_accuracy"].astype(float).to_numpy()
+            mean = values.mean()
+            ax.bar(x, mean, width=0.72, color=colours[condition], alpha=0.85)
+            jitter = np.linspace(-0.14, 0.14, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(x + jitter, values, s=14, color="black", zorder=3, label="one seed" if x == 0 else None)
+            ax.text(x, max(values.max(), mean) + 1.5, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
+        if chance and name in chance:
+            ax.axhline(chance[name], color="black", ls="--", lw=0.8, label="chance")
+        ax.set_xticks(range(len(present)), present, rotation=40, ha="right", fontsize=7.5)
+        ax.set_title((data_labels or {}).get(name, name), fontsize=8.5)
+        ax.set_ylim(0, 110)
+        ax.set_yticks(range(0, 101, 20))
+        ax.set_xlim(-0.5 - (width - len(present)) / 2, len(present) - 0.5 + (width - len(present)) / 2)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("validation accuracy (%)")
+    handles, names = axes[0].get_legend_handles_labels()
+    axes[0].legend(handles, names, fontsize=7, frameon=False, loc="upper left")
     fig.suptitle(title, fontsize=10)
     return fig

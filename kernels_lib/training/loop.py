@@ -344,7 +344,7 @@ def relabel_run(run_dir) -> TrainResult:
 
 
 def train(config: TrainConfig, run_dir=None, kernel_db=None, resume: bool = False, progress: bool = True,
-          command: str | None = None, data=None, until_epoch: int | None = None) -> TrainResult:
+          command: str | None = None, data=None, until_epoch: int | None = None, prepare=None) -> TrainResult:
     """Train one run and write its checkpoint, provenance and kernel snapshots (see the module docstring).
 
     run_dir: default RUNS_DIR/<run>. kernel_db: where snapshots go (default run_dir/kernels).
@@ -352,6 +352,9 @@ def train(config: TrainConfig, run_dir=None, kernel_db=None, resume: bool = Fals
     checkpoint is an error, so a finished run is never overwritten by accident. data: an already built
     data object (default `datasets.training_data(config.data, ...)`). until_epoch: stop after this epoch
     (the checkpoint is written; `resume=True` goes on), e.g. to split a long run into sittings.
+    prepare: called with the freshly built network before training (e.g. to set and freeze its depthwise
+    kernels, `frozen`); what it returns is recorded in the provenance as "prepared". The config does not
+    know it, so a resumed run must be given the same one.
     """
     run_dir = Path(run_dir) if run_dir is not None else RUNS_DIR / config.run
     kernel_db = Path(kernel_db) if kernel_db is not None else run_dir / "kernels"
@@ -378,7 +381,7 @@ def train(config: TrainConfig, run_dir=None, kernel_db=None, resume: bool = Fals
     try:
         with distributed.process_group(place, device):
             return _run(config, run_dir, kernel_db, state, progress, command, data, until_epoch or config.epochs,
-                        place, device)
+                        place, device, prepare)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -387,8 +390,10 @@ def _differences(old: dict, new: dict) -> dict:
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
-def _run(config, run_dir, kernel_db, state, progress, command, data, last_epoch, place, device) -> TrainResult:
-    net = build_model(config, data.n_classes).to(device)
+def _run(config, run_dir, kernel_db, state, progress, command, data, last_epoch, place, device, prepare) -> TrainResult:
+    net = build_model(config, data.n_classes)
+    prepared = prepare(net) if prepare is not None else None
+    net = net.to(device)
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     if state is not None:
@@ -407,6 +412,8 @@ def _run(config, run_dir, kernel_db, state, progress, command, data, last_epoch,
     }
     if distribution:
         provenance["distributed"] = distribution
+    if prepared is not None:
+        provenance["prepared"] = prepared
     metadata = {"kernels_lib_version": __version__, "run": config.run, "config": config.to_dict(),
                 "data": data.provenance(), "libraries": provenance["libraries"]}
     history, snapshots, start_epoch, elapsed = [], [], 0, 0.0
