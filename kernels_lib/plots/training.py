@@ -128,6 +128,9 @@ def seed_points(frame: pd.DataFrame, panels: dict, groups, title: str, xlabel: s
     handles, names = axes[0].get_legend_handles_labels()
     unique = dict(zip(names, handles))
     fig.legend(unique.values(), unique.keys(), fontsize=7, frameon=False, loc="outside lower center", ncols=len(unique))
+    fig.suptitle(title, fontsize=10)
+    return fig
+
 
 #: Bar colours of the frozen-filter conditions: learned, the three banks, then the transfers.
 CONDITION_COLOURS = {"learned": "#2471a3", "master-keys": "#d35400", "scale-space": "#17a589", "random": "#7f8c8d"}
