@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 figures: $(STAMP)
 	$(PY) -m kernels_lib figures $(ARGS)
 
+# One pytest worker per core (pytest-xdist), each test file on one worker so that its fixtures are built once.
 test: $(STAMP) browser
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(ARGS)
 
 # Debian's Chromium for the browser tests (tests/test_browser.py); installing needs root and apt.
 # Without it those tests are skipped and say why; the rest of the suite runs as usual.
