@@ -161,3 +161,16 @@ def test_centroids_tables_and_results(tmp_path):
     assert json.loads(path.read_text()) == {"n": 3, "v": [0, 1], "p": str(tmp_path)}
     with pytest.raises(ValueError, match="non-finite"):
         notebooks.save_results(tmp_path, "bad", {"x": float("nan")})
+
+
+def test_theta_by_layer_draws_the_same_png_every_time_and_leaves_numpys_generator_alone(tmp_path):
+    """The strip plot's jitter is seeded: the same table gives the same bytes (committed figures stay put on a
+    rerun); the caller's global numpy state is given back."""
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame({"model": np.repeat(["a", "b"], 60), "layer": np.tile(np.arange(3), 40),
+                          "theta": rng.uniform(0, 360, 120), "selection": "trained, clustered by the fit"})
+    np.random.seed(11)
+    before = np.random.get_state()[1].copy()
+    paths = [plots.save_figure(plots.theta_by_layer(table, title="t"), tmp_path / f"{i}.png") for i in range(2)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert (np.random.get_state()[1] == before).all()

@@ -3,6 +3,7 @@ labellings, the fitted scale σ and orientation θ per layer of each model, and 
 that k greedily chosen prototypes explain. Every function takes tables and returns a Figure."""
 from __future__ import annotations
 
+import contextlib
 import math
 import textwrap
 
@@ -93,18 +94,32 @@ def sigma_by_layer(table: pd.DataFrame, title: str | None = None, ncols: int = 3
     return fig
 
 
-def theta_by_layer(table: pd.DataFrame, title: str | None = None, ncols: int = 3) -> Figure:
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int):
+    """seaborn's strip-plot jitter draws from numpy's global generator: seed it for the block (the same table
+    gives the same PNG bytes) and give the caller's state back afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def theta_by_layer(table: pd.DataFrame, title: str | None = None, ncols: int = 3, seed: int = 0) -> Figure:
     """Orientation θ of first derivatives against the layer, one dot per kernel, one panel per model;
-    dotted lines mark the image axes (0°, 90°, 180°, 270°). `table`: model, layer, theta, selection."""
+    dotted lines mark the image axes (0°, 90°, 180°, 270°). `table`: model, layer, theta, selection;
+    `seed`: the dots' horizontal jitter."""
     import seaborn as sns
 
     fig, panels, selections, palette = _model_panels(table, "first derivatives", ncols, 5.0, 2.8, title)
     for i, (ax, model) in enumerate(panels):
         rows = table[table["model"] == model]
         order = sorted(rows["layer"].unique())
-        sns.stripplot(data=rows, x="layer", y="theta", hue="selection", hue_order=selections, order=order,
-                      dodge=len(selections) == 2, jitter=0.3, size=1.2, palette=palette, ax=ax,
-                      legend=i == 0, rasterized=True)
+        with _seeded_global_numpy(seed + i):
+            sns.stripplot(data=rows, x="layer", y="theta", hue="selection", hue_order=selections, order=order,
+                          dodge=len(selections) == 2, jitter=0.3, size=1.2, palette=palette, ax=ax,
+                          legend=i == 0, rasterized=True)
         for axis in (0, 90, 180, 270, 360):
             ax.axhline(axis, color="black", lw=0.5, ls=":")
         ax.set_ylim(-5, 365)
