@@ -77,8 +77,8 @@ class TrainConfig:
     corpus), fixed_crops (the overfitting mode: this many crops per photograph, drawn once),
     augment (left-right flips), crops_per_epoch; other data options go in `data_options`.
     Snapshots are written at epoch 0 and `epochs` and at every epoch in `snapshot_epochs`.
-    The optimiser defaults (AdamW, lr 1e-2, weight decay 0.5, batch 64, 25 epochs of 6,400 crops) are
-    the CPU-scale settings of the default runs; see `DEFAULT_RUNS` for why the weight decay is high.
+    The optimiser defaults (AdamW, lr 1e-2, weight decay 0.05, batch 64, 25 epochs of 6,400 crops) are
+    the CPU-scale settings of the default runs; see `DEFAULT_RUNS` for why this weight decay.
     """
 
     run: str
@@ -100,7 +100,7 @@ class TrainConfig:
     epochs: int = 25
     batch_size: int = 64
     lr: float = 1e-2
-    weight_decay: float = 0.5
+    weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     seed: int = 0
     snapshot_epochs: tuple[int, ...] = ()
