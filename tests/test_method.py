@@ -42,6 +42,18 @@ def test_corpus_subset_is_seeded_and_recorded(tmp_path):
     assert ca["real_kernels"] == 50 and ca["real_kernels_available"] == 200 and ca["subset_seed"] == 3
 
 
+def test_corpus_joins_several_synthetic_banks_in_order_and_describes_each(tmp_path):
+    """A main bank plus a small bank of the shapes it has too few of (the 7×7 reference's round 2)."""
+    main, sharp = {"n": 40, "snr": 4.0, "seed": 0}, {"n": 10, "snr": 4.0, "seed": 1,
+                                                    "class_weights": {"1st-derivative": 1.0}}
+    both, described = corpus.corpus_kernels(7, synthetic=[main, sharp])
+    first, one = corpus.corpus_kernels(7, synthetic=main)
+    second, _ = corpus.corpus_kernels(7, synthetic=sharp)
+    assert np.array_equal(both, np.concatenate([first, second]))
+    assert [d["n_kernels"] for d in described["synthetic"]] == [40, 10] and described["synthetic"][1]["seed"] == 1
+    assert one["synthetic"]["n_kernels"] == 40            # one bank keeps its one description
+
+
 def test_choose_prefers_the_sets_own_and_says_what_it_learnt(tmp_path):
     db = _db(tmp_path)
     own_dir = per_set.autoencoders_dir("toy", tmp_path / "classification")

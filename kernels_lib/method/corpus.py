@@ -11,7 +11,7 @@ from ..database import store
 from ..vocab import random_init_mask
 
 
-def corpus_kernels(kernel_size: int, db=None, models=None, synthetic: dict | None = None,
+def corpus_kernels(kernel_size: int, db=None, models=None, synthetic: dict | list[dict] | None = None,
                    include_random_init: bool = False, max_kernels: int | None = None,
                    seed: int = 0) -> tuple[np.ndarray, dict]:
     """The training corpus of one kernel size, and its description for the provenance.
@@ -20,7 +20,9 @@ def corpus_kernels(kernel_size: int, db=None, models=None, synthetic: dict | Non
     left out unless `include_random_init` (they are the untrained control, not trained kernels).
     max_kernels: keep a random subset (seeded) of at most this many database kernels, for sets too
     large to train on whole on a CPU. synthetic: keyword arguments of `kernels_lib.dog_bank.synthetic_bank`
-    (n, snr, seed, …) to add a labelled synthetic DoG-family bank. At least one of the two is needed.
+    (n, snr, seed, …) to add a labelled synthetic DoG-family bank, or a list of them to add several
+    (in that order; e.g. a main bank and a smaller one of the shapes it has too few of). At least one
+    of db and synthetic is needed.
     """
     if db is None and not synthetic:
         raise ValueError("give a kernel database (db=...) and/or a synthetic bank (synthetic={'n': ..., 'snr': ...})")
@@ -44,15 +46,17 @@ def corpus_kernels(kernel_size: int, db=None, models=None, synthetic: dict | Non
         corpus["models"] = {f"{m} [{t}]": int(c) for (m, t), c in counts.items()}
         parts.append(arr.astype(np.float32))
     if synthetic:
-        spec = dict(synthetic)
-        bank = dog_bank.synthetic_bank(kernel_size, **spec)
-        corpus["synthetic"] = {"generator": "kernels_lib.dog_bank.synthetic_bank", "k": kernel_size, **spec,
-                               "n_kernels": int(len(bank.kernels))}
-        parts.append(bank.kernels.astype(np.float32))
+        described = []
+        for spec in ([synthetic] if isinstance(synthetic, dict) else list(synthetic)):
+            bank = dog_bank.synthetic_bank(kernel_size, **spec)
+            described.append({"generator": "kernels_lib.dog_bank.synthetic_bank", "k": kernel_size, **spec,
+                              "n_kernels": int(len(bank.kernels))})
+            parts.append(bank.kernels.astype(np.float32))
+        corpus["synthetic"] = described[0] if isinstance(synthetic, dict) else described
     return np.concatenate(parts), corpus
 
 
-def train_from_db(kernel_size: int, db=None, out_dir=None, *, models=None, synthetic: dict | None = None,
+def train_from_db(kernel_size: int, db=None, out_dir=None, *, models=None, synthetic: dict | list[dict] | None = None,
                   include_random_init: bool = False, max_kernels: int | None = None, overwrite: bool = False,
                   note: str | None = None, seed: int = 0, **train_kwargs) -> autoencoder.Autoencoder:
     """Train the autoencoder of one kernel size on a kernel database and/or a synthetic bank.
