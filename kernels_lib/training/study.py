@@ -166,7 +166,9 @@ def _key(record: dict) -> tuple:
 
 
 def run_cell(config: TrainConfig, data, runs_dir: Path, reference: dict, twin: bool = True) -> tuple[dict, dict | None]:
-    """Train one cell and measure it: (the run's record, its random-init twin's record, or None without `twin`)."""
+    """Train one cell and measure it: (the run's record, its random-init twin's record, or None without `twin`).
+    A run already finished in `runs_dir` is measured again without training (e.g. after a new reference
+    autoencoder): `wall_seconds` and `cpu_seconds` time this call, `train_seconds` the run's training."""
     started, cpu = time.perf_counter(), time.process_time()
     result = train(config, run_dir=runs_dir / config.run, data=data, progress=False, resume=True)
     twin_snapshot, final = result.snapshots[0], result.snapshots[-1]
@@ -182,6 +184,7 @@ def run_cell(config: TrainConfig, data, runs_dir: Path, reference: dict, twin: b
         twin = {**common, "val_accuracy": result.history[0]["val_accuracy"],
                 **kernel_measures(read_kernels(twin_snapshot.path), reference)}
     run.update(wall_seconds=round(time.perf_counter() - started, 1), cpu_seconds=round(time.process_time() - cpu, 1),
+               train_seconds=round(sum(h.get("train_seconds", 0.0) for h in result.history), 1),
                load_average=round(os.getloadavg()[0], 2))
     return run, twin
 
