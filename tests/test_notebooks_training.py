@@ -162,5 +162,12 @@ def test_23_shows_every_cell_of_the_committed_factorial_study_as_recorded(tmp_pa
     assert recorded["reference"]["n_kernels"] == 384
     steps = {run["steps"] for run in runs}                                  # the titles state the runs' scale
     assert recorded["scale"].endswith(f"{'/'.join(f'{n:,}' for n in sorted(steps))} steps on CPU")
+    full = [run for path in sorted((training.RUNS_DIR / "recipe_check").glob("*.json"))
+            for run in json.loads(path.read_text())["runs"]]                # the default runs' length, seed 1
+    assert {run["steps"] for run in full} == {2500} and {run["seed"] for run in full} == {1}
+    for run in full:
+        cell = recorded["full_length"]["clustered_pct"][str(float(run["weight_decay"]))][run["data"]]
+        assert cell == pytest.approx(100 * run["clustered"], abs=0.006)
+    assert recorded["full_length"]["clustered_pct"]["0.05"]["random init"] == 0.0
     for figure in recorded["figures"].values():
         assert_png(figure)

@@ -145,7 +145,7 @@ def test_configuration_errors_say_what_to_change():
         nets.DepthwiseNet(10, kernel_size=6)
 
 
-#: Epochs done by each committed run (all finished; the 5×5 runs in two sittings, see data/training/README.md).
+#: Epochs done by each committed run (all finished).
 COMMITTED_EPOCHS = {"kaiming-7x7": 25, "dog-7x7": 25, "overfit-7x7": 500, "overfit-wd-7x7": 500, "phase-7x7": 25,
                     "iid-7x7": 25, "kaiming-5x5-seed0": 25, "kaiming-5x5-seed1": 25, "large-31x31": 12}
 
