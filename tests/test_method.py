@@ -52,6 +52,8 @@ def test_corpus_joins_several_synthetic_banks_in_order_and_describes_each(tmp_pa
     assert np.array_equal(both, np.concatenate([first, second]))
     assert [d["n_kernels"] for d in described["synthetic"]] == [40, 10] and described["synthetic"][1]["seed"] == 1
     assert one["synthetic"]["n_kernels"] == 40            # one bank keeps its one description
+    assert corpus.synthetic_kernels(described) == 50 and corpus.synthetic_kernels(one) == 40
+    assert corpus.synthetic_kernels({"real_kernels": 9}) is None
 
 
 def test_choose_prefers_the_sets_own_and_says_what_it_learnt(tmp_path):

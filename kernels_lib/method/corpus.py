@@ -72,3 +72,10 @@ def train_from_db(kernel_size: int, db=None, out_dir=None, *, models=None, synth
     if out_dir is not None:
         ae.save(out_dir, overwrite=overwrite)
     return ae
+
+
+def synthetic_kernels(corpus: dict) -> int | None:
+    """How many synthetic kernels a corpus description of `corpus_kernels` records, over its one bank or
+    several; None when it has none."""
+    banks = corpus.get("synthetic") or []
+    return sum(bank.get("n_kernels", 0) for bank in ([banks] if isinstance(banks, dict) else banks)) or None

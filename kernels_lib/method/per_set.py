@@ -133,7 +133,7 @@ def describe(choice: Choice) -> str:
     """"5×5: the set's own autoencoder, trained on its 59,408 trained kernels" and the like."""
     k, c = choice.kernel_size, choice.corpus
     real = c.get("real_kernels")
-    synthetic = (c.get("synthetic") or {}).get("n_kernels")
+    synthetic = corpus.synthetic_kernels(c)
     parts = ([f"{real:,} trained kernels"] if real else []) + ([f"{synthetic:,} synthetic DoG-family kernels"]
                                                               if synthetic else [])
     learnt = " and ".join(parts) or "an unrecorded corpus"
