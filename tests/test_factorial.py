@@ -133,6 +133,17 @@ def test_the_fit_summary_finds_drawn_first_derivatives_on_the_axes_and_their_sig
     assert summary["median_sigma"] == pytest.approx(1.0, abs=0.15)
 
 
+def test_settings_of_a_longer_study_keep_the_warm_up_share_and_the_default_runs_length():
+    """`--epochs 25` is the default runs' schedule: 25 epochs of 6,400 crops, one warm-up epoch (4 %)."""
+    assert study.settings_for(1) == study.SETTINGS
+    full = study.study_config("photos", 0.05, 0, study.settings_for(25))
+    base = study.DEFAULT_RUNS["kaiming-7x7"]
+    assert (full.epochs, full.crops_per_epoch, full.warmup_epochs) == (base.epochs, base.crops_per_epoch,
+                                                                      base.warmup_epochs)
+    with pytest.raises(study.StudyError, match="at least 1"):
+        study.settings_for(0)
+
+
 def test_a_study_config_differs_from_the_default_run_only_where_the_study_says():
     config = study.study_config("photos-iid", 0.5, 1)        # the default runs train at 0.05
     base = study.DEFAULT_RUNS["kaiming-7x7"]

@@ -6,8 +6,9 @@ ground truth, label the spectrum, write.
 Every candidate learns from the synthetic DoG-family bank (`kernels_lib.method.dog_bank.synthetic_bank`:
 derivatives at every angle, anisotropic Gaussians, SNR drawn log-uniformly), since issue 17 down
 to the discrete scale-space limit (`RENDERINGS`: point-sampled, box-averaged and Lindeberg's
-discrete kernels), with the class weights of `CANDIDATES`, continuing from the previous reference
-(`WARM`); the 5×5 candidates may add the trained 5×5 kernels of the offline kernel database (its
+discrete kernels), with the class weights of `CANDIDATES`, continuing from earlier weights: the
+previous reference (5×5, `WARM`), the round's committed starting reference read out of git (7×7,
+`ROUND_START`), or another candidate (`START`); a starting reference also competes unchanged. The 5×5 candidates may add the trained 5×5 kernels of the offline kernel database (its
 random-init twins left out). The 7×7 ones cannot: the offline set holds only 384 trained 7×7
 kernels (PP-OCR text detection).
 
@@ -102,19 +103,20 @@ def _sharp_d1(n: int) -> dict:
             "renderings": {"discrete": 1.0}, "sigma_range": [0.5, 0.8], "anisotropy_range": [1.0, 1.6]}
 
 
-#: kernel size → {candidate name: (hidden widths, synthetic bank, use the offline database's real kernels)}.
-#: The rebuild on the family down to the discrete limit (issue 17) trained two candidates per
-#: size, both on the extended bank (`RENDERINGS`, shifts up to 0.4 px, anisotropy up to 1.6): for
-#: 7×7 the earlier class weights and more even ones (at the chosen SNR 4–64), for 5×5 the
-#: earlier weights at SNR 1–16 (chosen before) and 2–32.
+#: kernel size → {candidate name: (hidden widths, synthetic bank or a list of banks (None: the starting
+#: reference unchanged), use the offline database's real kernels)}.
+#: The 5×5 candidates are the first round on the family down to the discrete limit (issue 17): the
+#: extended bank (`RENDERINGS`, shifts up to 0.4 px, anisotropy up to 1.6) at SNR 1–16 and 2–32, and
+#: one with more shifted point samples.
 #:
 #: The 7×7 reference has had a second round (issue 17's idealised filters): the round-1 winner,
 #: extended-d1-sharp-snr4-64 (its round's four candidates and scores are kept in provenance.json as
 #: evaluation.previous_round), called Lindeberg's one-sided first differences of the discrete Gaussian at
 #: s ≤ 0.5 px² second derivatives: no kernel its spectrum decodes is a first difference shifted by half
 #: a pixel (1 − cos 0.35–0.51 to its best first-derivative code). The round-2 candidates continue from it
-#: (`ROUND_START`) on a main bank (more of the discrete family, `SHARP_RENDERINGS`) plus `sharp_d1`
-#: kernels; the round-1 winner itself competes unchanged.
+#: (`ROUND_START`) on a main bank (more of the discrete family, `SHARP_RENDERINGS`) plus `_sharp_d1`
+#: kernels; the round-1 winner itself competes unchanged. Round 1's candidates (four, the last two
+#: continuing from the one before) are described in data/autoencoders/README.md.
 CANDIDATES = {
     7: {"round-1 reference, unchanged": (HIDDEN, None, False),
         "sharp-d1-15k": (HIDDEN, [_bank(7, (4.0, 64.0), D1_WEIGHTS, SHARP_RENDERINGS, seed=3), _sharp_d1(15_000)], False),
@@ -130,13 +132,8 @@ CANDIDATES = {
         "extended-shifted-snr2-32": (HIDDEN, _bank(5, (2.0, 32.0), renderings=SHIFTED_RENDERINGS, seed=1, max_shift=0.5),
                                      False)},
 }
-#: Candidates that continue from another candidate (under CANDIDATE_DIR) instead of the previous
-#: reference, for at most `START_EPOCHS` more epochs: after the first two 7×7 candidates scored
-#: 96.4 / 96.6 % on the selection bank, mostly losing one-sided first differences and Off blobs
-#: at the smallest discrete scales, the third sees more of the discrete family.
-#: The third still missed half the one-sided first differences at s <= 0.5 px² (unclustered or
-#: called second derivatives: 1 - cos about 0.2 even without noise), so the fourth continues from
-#: it with more first derivatives.
+#: Candidates that continue from another candidate (under CANDIDATE_DIR) instead of the round's
+#: starting reference; without `ROUND_TRAIN` settings, for at most `START_EPOCHS` more epochs.
 START = {(7, "sharp-d1-15k-then-base"): "sharp-d1-15k",
          # the better 5x5 one scored 72 % on point-sampled kernels (65 % shifted by >= 0.25 px)
          (5, "extended-shifted-snr2-32"): "extended-snr2-32"}
